@@ -1,0 +1,222 @@
+"""Emulated CPUs: a register context, a stack with guard pages, a per-CPU area and the task
+running on it; and calling guest code on a CPU in quanta of instructions.
+
+All CPUs share the one Unicorn instance (so a store by one invalidates translated code for
+all); a CPU's registers live in its saved context while another CPU runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Generator, Iterable
+
+from unicorn import UcError
+from unicorn import unicorn_const as uc_const
+from unicorn.x86_const import (
+    UC_X86_REG_GS_BASE, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_R10, UC_X86_REG_R11,
+    UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15, UC_X86_REG_RAX,
+    UC_X86_REG_RBP, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDI, UC_X86_REG_RDX,
+    UC_X86_REG_RFLAGS, UC_X86_REG_RIP, UC_X86_REG_RSI, UC_X86_REG_RSP,
+)
+
+from .errors import GuestFault
+from .machine import Machine, access_is_protection, access_kind
+from .sched import run_to_completion
+from .oops import X86_TRAP_PF, X86_TRAP_UD, format_oops
+
+if TYPE_CHECKING:
+    from unicorn.unicorn import UcContext
+
+ARG_REGS = (UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX, UC_X86_REG_RCX, UC_X86_REG_R8, UC_X86_REG_R9)
+_REG_NAMES = {
+    "rax": UC_X86_REG_RAX, "rbx": UC_X86_REG_RBX, "rcx": UC_X86_REG_RCX, "rdx": UC_X86_REG_RDX,
+    "rsi": UC_X86_REG_RSI, "rdi": UC_X86_REG_RDI, "rbp": UC_X86_REG_RBP, "r8": UC_X86_REG_R8,
+    "r9": UC_X86_REG_R9, "r10": UC_X86_REG_R10, "r11": UC_X86_REG_R11, "r12": UC_X86_REG_R12,
+    "r13": UC_X86_REG_R13, "r14": UC_X86_REG_R14, "r15": UC_X86_REG_R15, "rflags": UC_X86_REG_RFLAGS,
+}
+MASK64 = (1 << 64) - 1
+
+#: Layout of struct percpu_area (guest/include/kernel.h).
+PERCPU_SELF, PERCPU_CPU, PERCPU_PID, PERCPU_COMM, PERCPU_CLOCK = 0, 8, 12, 16, 32
+#: Virtual nanoseconds charged per instruction of an expired quantum, and per finished call.
+NS_PER_INSN = 1
+NS_PER_CALL = 50
+
+
+@dataclass
+class Task:
+    """What runs on a CPU, as `current` shows it: comm and pid."""
+
+    comm: str
+    pid: int
+
+    def __str__(self) -> str:
+        return f"{self.comm}-{self.pid}"
+
+
+@dataclass(frozen=True)
+class Quantum:
+    """Yielded by a guest call between quanta: the CPU may be switched here."""
+
+    cpu: int
+    rip: int
+
+
+class Symbolizer:
+    """What a CPU needs to name code in an oops (kallsyms provides it)."""
+
+    def format(self, addr: int) -> str:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def is_text(self, addr: int) -> bool:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+class Cpu:
+    def __init__(self, machine: Machine, index: int, stack_base: int, stack_size: int,
+                 percpu: int, trap: int, symbolizer: Symbolizer):
+        self.machine = machine
+        self.index = index
+        self.stack_base = stack_base
+        self.stack_top = stack_base + stack_size
+        self.percpu = percpu
+        self.trap = trap
+        self.symbolizer = symbolizer
+        self.task = Task(f"swapper/{index}", 0)
+        self.clock_ns = 0
+        self.insns = 0
+        self._ctx: UcContext | None = None
+        self._depth = 0
+        self._publish_percpu()
+
+    # -- per-CPU state visible to the guest ------------------------------------------------
+    def set_task(self, task: Task) -> None:
+        self.task = task
+        self._publish_percpu()
+
+    def advance_clock(self, ns: int) -> None:
+        """Move this CPU's virtual clock on; the guest sees it from its next slice."""
+        self.clock_ns += ns
+
+    def _publish_clock(self) -> None:
+        self.machine.write(self.percpu + PERCPU_CLOCK, self.clock_ns.to_bytes(8, "little"))
+
+    def _publish_percpu(self) -> None:
+        comm = self.task.comm.encode()[:15].ljust(16, b"\0")
+        area = (self.percpu.to_bytes(8, "little") + self.index.to_bytes(4, "little")
+                + (self.task.pid & 0xFFFFFFFF).to_bytes(4, "little") + comm
+                + self.clock_ns.to_bytes(8, "little"))
+        self.machine.write(self.percpu, area)
+
+    @property
+    def busy(self) -> bool:
+        return self._depth > 0
+
+    # -- calling guest code --------------------------------------------------------------
+    def call(self, addr: int, *args: int, quantum: int | None = None) -> Generator[Quantum, None, int]:
+        """Run the guest function at addr with integer args until it returns; yields a
+        Quantum every `quantum` instructions (never, when quantum is None).  Returns rax
+        (as a signed 64-bit value).  A fault raises GuestFault and leaves the CPU as it was
+        before the call."""
+        if len(args) > len(ARG_REGS):
+            raise ValueError(f"at most {len(ARG_REGS)} integer arguments")
+        uc = self.machine.uc
+        outer = self._ctx
+        if outer is not None:
+            uc.context_restore(outer)
+            rsp = (uc.reg_read(UC_X86_REG_RSP) - 512) & ~0xF
+        else:
+            uc.reg_write(UC_X86_REG_GS_BASE, self.percpu)
+            rsp = self.stack_top - 64
+        rsp -= 8
+        self.machine.write(rsp, self.trap.to_bytes(8, "little"))
+        uc.reg_write(UC_X86_REG_RSP, rsp)
+        for reg, value in zip(ARG_REGS, args):
+            uc.reg_write(reg, value & MASK64)
+        ctx = uc.context_save()
+        rip = addr
+        self._depth += 1
+        try:
+            while True:
+                self._publish_clock()
+                uc.context_restore(ctx)
+                self.machine.last_mem_fault = None
+                self.machine.last_interrupt = None
+                previous, self.machine.running_cpu = self.machine.running_cpu, self
+                try:
+                    uc.emu_start(rip, self.trap, count=quantum or 0)
+                    error = None
+                except UcError as exc:
+                    error = exc
+                finally:
+                    self.machine.running_cpu = previous
+                pending = self.machine.hooks.take_pending()
+                if pending is not None:
+                    raise pending
+                rip = uc.reg_read(UC_X86_REG_RIP)
+                if error is not None or self.machine.last_interrupt is not None:
+                    raise self._fault(error, rip)
+                ctx = uc.context_save()
+                self._ctx = ctx
+                if rip == self.trap:
+                    self.advance_clock(NS_PER_CALL)
+                    rax = uc.reg_read(UC_X86_REG_RAX)
+                    return rax - (1 << 64) if rax >> 63 else rax
+                if quantum:
+                    self.insns += quantum
+                    self.advance_clock(quantum * NS_PER_INSN)
+                yield Quantum(self.index, rip)
+        finally:
+            self._depth -= 1
+            self._ctx = outer
+            if outer is not None:
+                uc.context_restore(outer)
+
+    def run(self, addr: int, *args: int) -> int:
+        """Call guest code to completion, with no switching."""
+        return run_to_completion(self.call(addr, *args))
+
+    # -- faults -------------------------------------------------------------------------------
+    def _fault(self, error: UcError | None, rip: int) -> GuestFault:
+        uc = self.machine.uc
+        mem = self.machine.last_mem_fault
+        trap = self.machine.last_interrupt
+        regs = {name: uc.reg_read(reg) for name, reg in _REG_NAMES.items()}
+        rsp = uc.reg_read(UC_X86_REG_RSP)
+        if mem is not None:
+            kind, address, protection, trap = access_kind(mem.access), mem.address, access_is_protection(mem.access), X86_TRAP_PF
+        elif error is not None and error.errno == uc_const.UC_ERR_INSN_INVALID:
+            kind, address, protection, trap = "invalid opcode", None, False, X86_TRAP_UD
+        else:
+            kind, address, protection = (f"trap {trap}" if trap is not None else str(error)), None, False
+        report = format_oops(
+            cpu=self.index, comm=self.task.comm, pid=self.task.pid,
+            rip_sym=self.symbolizer.format(rip), rsp=rsp, kind=kind, address=address,
+            protection=protection, trap=trap, backtrace=self._backtrace(rsp), regs=regs)
+        return GuestFault(report, cpu=self.index, rip=rip, address=address, kind=kind, regs=regs)
+
+    def _backtrace(self, rsp: int, limit: int = 32) -> list[str]:
+        frames = []
+        for word in self._stack_words(rsp):
+            if word == self.trap:
+                break
+            if self._is_return_address(word):
+                frames.append(self.symbolizer.format(word))
+                if len(frames) >= limit:
+                    break
+        return frames
+
+    def _stack_words(self, rsp: int) -> Iterable[int]:
+        if not (self.stack_base <= rsp < self.stack_top):
+            return []
+        data = self.machine.read(rsp, self.stack_top - rsp)
+        return [int.from_bytes(data[i:i + 8], "little") for i in range(0, len(data) - 7, 8)]
+
+    def _is_return_address(self, addr: int) -> bool:
+        if not self.symbolizer.is_text(addr):
+            return False
+        try:
+            before = self.machine.read(addr - 5, 5)
+        except Exception:
+            return False
+        return before[0] == 0xE8 or before[3:4] == b"\xff" or before[1:2] == b"\xff"

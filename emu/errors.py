@@ -1,0 +1,54 @@
+"""The machine's error tree: everything emu raises derives from EmuError."""
+
+from __future__ import annotations
+
+
+class EmuError(Exception):
+    """Base of every error raised by the emulated machine."""
+
+
+class ToolchainError(EmuError):
+    """gcc or ld is missing or failed while building guest code."""
+
+
+class ElfError(EmuError):
+    """An ELF file is malformed or not what the loader accepts."""
+
+
+class ModuleLoadError(EmuError):
+    """A module could not be loaded or unloaded; errno is the kernel's error code."""
+
+    def __init__(self, message: str, errno: int = 22):
+        super().__init__(message)
+        self.errno = errno
+
+
+class SymbolError(EmuError):
+    """A symbol name or address could not be resolved."""
+
+
+class MemoryAccessError(EmuError):
+    """The host asked for memory that is not mapped, or wrote where it may not."""
+
+
+class GuestFault(EmuError):
+    """The emulated CPU faulted; `report` is the kernel-oops-like text."""
+
+    def __init__(self, report: str, *, cpu: int, rip: int, address: int | None, kind: str,
+                 regs: dict[str, int] | None = None):
+        super().__init__(report.splitlines()[0] if report else kind)
+        self.report = report
+        self.regs = regs or {}
+        self.cpu = cpu
+        self.rip = rip
+        self.address = address
+        self.kind = kind
+
+
+class TextWriteFault(EmuError):
+    """A store to text through the text-write path faulted (the kernel's -EPERM)."""
+
+    def __init__(self, address: int, index: int):
+        super().__init__(f"write to read-only text at {address:#x}")
+        self.address = address
+        self.index = index

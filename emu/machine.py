@@ -1,0 +1,189 @@
+"""The emulated machine: one Unicorn instance, its memory map and page protections.
+
+Protections are Unicorn's own (there is no second map to drift from it): every change goes
+through Machine.protect(), and the memory map shown to users is read back from Unicorn.
+Host-side writes are refused where the guest could not write either, so nothing on the host
+can bypass the text-write path (emu.textpoke).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntFlag
+from typing import Iterator
+
+from unicorn import UC_ARCH_X86, UC_MODE_64, UC_TLB_VIRTUAL, Uc, UcError
+from unicorn import unicorn_const as uc_const
+
+from .errors import MemoryAccessError
+from .hooks import HookRegistry
+
+PAGE_SIZE = 0x1000
+
+
+class Perm(IntFlag):
+    """Page protection bits, numerically Unicorn's UC_PROT_*."""
+
+    NONE = 0
+    R = 1
+    W = 2
+    X = 4
+    RW = 3
+    RX = 5
+    RWX = 7
+
+    def __str__(self) -> str:
+        return "".join(c if self & bit else "-" for c, bit in (("r", Perm.R), ("w", Perm.W), ("x", Perm.X)))
+
+
+def page_align_down(addr: int) -> int:
+    return addr & ~(PAGE_SIZE - 1)
+
+
+def page_align_up(addr: int) -> int:
+    return (addr + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+@dataclass(frozen=True)
+class MapEntry:
+    """One contiguous range of the memory map as Unicorn holds it, with the owner's name."""
+
+    start: int
+    end: int  # exclusive
+    perms: Perm
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.start:016x}-{self.end:016x} {self.perms} {self.name}"
+
+
+@dataclass
+class MemFault:
+    """What the invalid-memory hook saw just before emu_start failed."""
+
+    access: int
+    address: int
+    size: int
+
+
+_ACCESS_NAMES = {
+    uc_const.UC_MEM_READ_UNMAPPED: "read",
+    uc_const.UC_MEM_WRITE_UNMAPPED: "write",
+    uc_const.UC_MEM_FETCH_UNMAPPED: "fetch",
+    uc_const.UC_MEM_READ_PROT: "read",
+    uc_const.UC_MEM_WRITE_PROT: "write",
+    uc_const.UC_MEM_FETCH_PROT: "fetch",
+}
+
+
+def access_kind(access: int) -> str:
+    return _ACCESS_NAMES.get(access, "access")
+
+
+def access_is_protection(access: int) -> bool:
+    return access in (uc_const.UC_MEM_READ_PROT, uc_const.UC_MEM_WRITE_PROT, uc_const.UC_MEM_FETCH_PROT)
+
+
+class Machine:
+    """A Unicorn x86-64 instance with named mappings and one place that changes protections."""
+
+    def __init__(self) -> None:
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        # Kernel-half addresses only execute with the virtual TLB (unicorn issue #2010).
+        self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+        self.hooks = HookRegistry(self.uc)
+        self._names: dict[int, tuple[int, str]] = {}  # mapping start -> (end, name)
+        self.last_mem_fault: MemFault | None = None
+        self.last_interrupt: int | None = None
+        self.running_cpu = None  # the emu.cpu.Cpu inside emu_start, for hooks to ask
+        self.hooks.add(uc_const.UC_HOOK_MEM_INVALID, self._on_invalid_memory)
+        self.hooks.add(uc_const.UC_HOOK_INTR, self._on_interrupt)
+        # Observers of protection changes and text writes (the timeline, the explorer).
+        self.protect_listeners: list = []
+
+    # -- mappings -------------------------------------------------------------------------
+    def map(self, name: str, start: int, size: int, perms: Perm) -> None:
+        """Map [start, start+size) page-aligned, zero-filled, with perms."""
+        if start % PAGE_SIZE or size % PAGE_SIZE or size <= 0:
+            raise MemoryAccessError(f"{name}: mapping {start:#x}+{size:#x} is not page-aligned")
+        try:
+            self.uc.mem_map(start, size, int(perms))
+        except UcError as exc:
+            raise MemoryAccessError(f"{name}: cannot map {start:#x}+{size:#x}: {exc}") from None
+        self._names[start] = (start + size, name)
+
+    def unmap(self, start: int) -> None:
+        """Unmap the mapping that map() created at start."""
+        end, _ = self._names.pop(start)
+        self.uc.mem_unmap(start, end - start)
+        self.uc.ctl_remove_cache(start, end)
+
+    def protect(self, start: int, size: int, perms: Perm, why: str = "") -> None:
+        """The one place page protections change (and the event observers see)."""
+        start_al, end_al = page_align_down(start), page_align_up(start + size)
+        self.uc.mem_protect(start_al, end_al - start_al, int(perms))
+        for listener in list(self.protect_listeners):
+            listener(start_al, end_al, perms, why)
+
+    def name_of(self, addr: int) -> str | None:
+        for start, (end, name) in self._names.items():
+            if start <= addr < end:
+                return name
+        return None
+
+    def memory_map(self) -> list[MapEntry]:
+        """The memory map as Unicorn holds it now, each range named after its mapping."""
+        entries = []
+        for begin, end, perms in sorted(self.uc.mem_regions()):
+            entries.append(MapEntry(begin, end + 1, Perm(perms), self.name_of(begin) or "?"))
+        return entries
+
+    def perms_at(self, addr: int) -> Perm | None:
+        for begin, end, perms in self.uc.mem_regions():
+            if begin <= addr <= end:
+                return Perm(perms)
+        return None
+
+    def iter_ranges(self, start: int, size: int) -> Iterator[tuple[int, int, Perm]]:
+        """(begin, end_exclusive, perms) for each mapped piece overlapping [start, start+size)."""
+        for begin, end, perms in sorted(self.uc.mem_regions()):
+            lo, hi = max(begin, start), min(end + 1, start + size)
+            if lo < hi:
+                yield lo, hi, Perm(perms)
+
+    # -- host access ----------------------------------------------------------------------
+    def read(self, addr: int, size: int) -> bytes:
+        try:
+            return bytes(self.uc.mem_read(addr, size))
+        except UcError:
+            raise MemoryAccessError(f"cannot read {size} bytes at {addr:#x}: not mapped") from None
+
+    def read_u64(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Host write into guest memory, allowed only where the guest itself may write.
+
+        Unicorn's own mem_write ignores protections; refusing here keeps the text-write path
+        (emu.textpoke) the only way to change read-only memory.
+        """
+        if not data:
+            return
+        covered = 0
+        for lo, hi, perms in self.iter_ranges(addr, len(data)):
+            if not perms & Perm.W:
+                raise MemoryAccessError(
+                    f"host write to {lo:#x} refused: {self.name_of(lo) or 'memory'} is {perms}")
+            covered += hi - lo
+        if covered != len(data):
+            raise MemoryAccessError(f"cannot write {len(data)} bytes at {addr:#x}: not mapped")
+        self.uc.mem_write(addr, bytes(data))
+
+    def _on_interrupt(self, uc: Uc, intno: int, data: object) -> None:
+        # Without an IDT every exception (int3, #UD raised as an interrupt, #GP) ends the run.
+        self.last_interrupt = intno
+        uc.emu_stop()
+
+    def _on_invalid_memory(self, uc: Uc, access: int, address: int, size: int, value: int, data: object) -> bool:
+        self.last_mem_fault = MemFault(access, address, size)
+        return False

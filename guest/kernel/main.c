@@ -1,0 +1,51 @@
+/*
+ * main.c - start_kernel and the tracer callback the ftrace trampoline calls.
+ */
+#include <kernel.h>
+
+extern void kmem_cache_init(void);
+extern void sched_init(void);
+extern void vfs_caches_init(void);
+
+/* What ftrace_caller passes to its callback as "op"; set by the host. */
+unsigned long function_trace_op;
+
+/* Events seen by function_trace_call, per CPU: a guest-side count the host
+ * checks its own trace against. */
+unsigned long ftrace_calls_seen[2];
+
+/*
+ * The function tracer's callback, reached from ftrace_call once the host's
+ * ftrace_update_ftrace_func() points that site here.  The host hooks this
+ * address to record (ip, parent_ip); it is notrace, as the kernel's is.
+ */
+notrace void function_trace_call(unsigned long ip, unsigned long parent_ip,
+				 unsigned long op, void *regs)
+{
+	ftrace_calls_seen[smp_processor_id() & 1]++;
+}
+
+/* Called with several ftrace_ops registered: the host walks its ops list. */
+notrace void ftrace_ops_list_func(unsigned long ip, unsigned long parent_ip,
+				  unsigned long op, void *regs)
+{
+	ftrace_calls_seen[smp_processor_id() & 1]++;
+}
+
+static const char linux_banner[] =
+	"Linux version 4.8.0-ftrace-emu (gcc -pg -mfentry -mrecord-mcount) #1 SMP\n";
+
+int start_kernel(void)
+{
+	kmem_cache_init();
+	printk(KERN_INFO "%s", linux_banner);
+	printk(KERN_INFO "Command line: console=ttyS0 ftrace=function\n");
+	sched_init();
+	vfs_caches_init();
+	printk(KERN_INFO "Memory: %luK heap available\n", 512UL);
+	return 0;
+}
+
+/* Modules' "call __fentry__" sites are relocated against this export. */
+extern void __fentry__(void);
+EXPORT_SYMBOL(__fentry__);

@@ -1,0 +1,24 @@
+"""The ftrace-emu command line, run in-process."""
+
+from __future__ import annotations
+
+from ftrace_core.cli import main
+
+
+def test_boot_prints_dmesg_and_memory_map_with_protections(capsys):
+    assert main(["boot"]) == 0
+    out = capsys.readouterr().out
+    assert "Linux version 4.8.0-ftrace-emu" in out
+    assert "ffffffff81000000" in out and "r-x" in out and "kernel .text" in out
+    assert "kernel .rodata" in out and "cpu1 stack" in out
+
+
+def test_boot_with_a_missing_image_is_a_one_line_error(capsys, tmp_path):
+    assert main(["boot", "--image", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"ftrace-emu: error: {tmp_path / 'nope'}: cannot read: No such file or directory"]
+
+
+def test_help_lists_commands(capsys):
+    assert main(["--help"]) == 0
+    assert "boot" in capsys.readouterr().out
