@@ -125,3 +125,58 @@ def test_missing_module_file_is_named(kernel, tmp_path):
 def test_rmmod_of_unknown_module(kernel):
     with pytest.raises(ModuleLoadError, match="ghost: module not loaded"):
         kernel.modules.rmmod(kernel.cpus[0], "ghost")
+
+
+def test_hooks_run_at_the_kernels_points_with_the_right_state_and_protections(kernel):
+    seen = []
+
+    def hook(event):
+        def run(mod):
+            text = mod.area("text")
+            seen.append((event, mod.state, kernel.machine.perms_at(text.base)))
+            yield from ()
+        return run
+
+    kernel.modules.hooks.formed.append(hook("formed"))
+    kernel.modules.hooks.coming.append(hook("coming"))
+    kernel.modules.hooks.going.append(hook("going"))
+    kernel.modules.insmod(kernel.cpus[1], guest.module_path("race_mod"))
+    kernel.modules.rmmod(kernel.cpus[1], "race_mod")
+    assert seen == [
+        ("formed", ModuleState.UNFORMED, Perm.RWX),
+        ("coming", ModuleState.COMING, Perm.RX),
+        ("going", ModuleState.GOING, Perm.RX),
+    ]
+
+
+def test_failing_init_runs_the_going_hooks(kernel):
+    events = []
+
+    def going(mod):
+        events.append((mod.name, mod.state))
+        yield from ()
+
+    kernel.modules.hooks.going.append(going)
+    with pytest.raises(ModuleLoadError):
+        kernel.modules.insmod(kernel.cpus[1], guest.module_path("fail_init"))
+    assert events == [("fail_init", ModuleState.GOING)]
+
+
+def test_set_all_modules_text_rw_skips_unformed_modules(kernel):
+    """[4.8] set_all_modules_text_rw: the hole the race goes through."""
+    changed = []
+    kernel.machine.protect_listeners.append(lambda lo, hi, perms, why: changed.append((lo, perms, why)))
+
+    def formed(mod):
+        changed.clear()
+        yield from kernel.modules.set_all_modules_text_rw()
+        formed.unformed_text = mod.area("text").base
+
+    kernel.modules.insmod(kernel.cpus[0], guest.module_path("hello"))
+    hello = kernel.modules.find("hello")
+    kernel.modules.hooks.formed.append(formed)
+    kernel.modules.insmod(kernel.cpus[1], guest.module_path("race_mod"))
+    touched = [lo for lo, _, _ in changed[:1]]
+    assert touched == [hello.area("text").base]
+    assert changed[0][1:] == (Perm.RWX, "set_all_modules_text_rw: hello")
+    assert formed.unformed_text not in [lo for lo, _, why in changed if why.startswith("set_all")]
