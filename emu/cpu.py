@@ -8,7 +8,7 @@ all); a CPU's registers live in its saved context while another CPU runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Generator, Iterable
 
 from unicorn import UcError
 from unicorn import unicorn_const as uc_const

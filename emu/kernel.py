@@ -56,6 +56,9 @@ class Kernel:
         self.exports = self._read_ksymtab()
         trap = self.symbol("guest_return_trap")
         self.cpus = [self._make_cpu(i, trap) for i in range(nr_cpus)]
+        #: The CPU host-side kernel code (ftrace, the loader) is running on now; the
+        #: scheduler sets it for each step of a task.
+        self.current_cpu = 0
         self.text = TextPoker(self.machine, self.symbol("ftrace_text_poke_batch"),
                               {c.index: (c.percpu + PERCPU_STAGING, PERCPU_SIZE - PERCPU_STAGING) for c in self.cpus})
         self.modules = ModuleLoader(self.machine, self.kallsyms, self.exports)
@@ -139,9 +142,10 @@ class Kernel:
         raw = self.machine.read(addr, limit)
         return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
-    def printk(self, text: str, cpu: int = 0) -> None:
-        """printk() from host-side kernel code: the text goes through the guest's printk."""
-        c = self.cpus[cpu]
+    def printk(self, text: str, cpu: int | None = None) -> None:
+        """printk() from host-side kernel code: the text goes through the guest's printk,
+        on the current CPU unless told otherwise."""
+        c = self.cpus[self.current_cpu if cpu is None else cpu]
         args = c.percpu + PERCPU_ARGS
         data = b"%s\0" + text.encode()[: PERCPU_STAGING - PERCPU_ARGS - 4] + b"\0"
         self.machine.write(args, data)

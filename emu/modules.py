@@ -146,11 +146,16 @@ class ModuleLoader:
             self._simplify_and_relocate(mod, obj, placement)
             self._find_mcount_locs(mod, obj, placement)
             self.kallsyms.add(mod.symbols, mod.name, [(a.base, a.base + a.size) for a in mod.areas if a.kind == "text"])
+        except BaseException:
+            self._free(mod)
+            raise
+        try:
             yield Point("ftrace_module_init", f"{name}: {len(mod.mcount_locs)} call sites")
             for hook in list(self.hooks.formed):
                 yield from hook(mod)
         except BaseException:
-            self._free(mod)
+            # The kernel's error path releases what the formed hooks set up (ftrace_release_mod).
+            yield from self._going(mod)
             raise
         try:
             yield from self._complete_formation(mod)

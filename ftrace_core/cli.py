@@ -16,7 +16,8 @@ from rich.table import Table
 
 import guest
 from emu import errors as emu_errors
-from emu.kernel import Kernel
+from ftrace_core.errors import FtraceError
+from ftrace_core.system import boot as boot_system
 
 app = typer.Typer(
     help="An emulator-backed live function tracer: Linux's ftrace patching real gcc-built x86-64 code.",
@@ -28,7 +29,7 @@ _state = {"traceback": False}
 
 # Errors caused by what the user gave us (exit 2) versus the system failing (exit 1).
 _BAD_INPUT = (emu_errors.ElfError, emu_errors.ModuleLoadError, emu_errors.SymbolError, emu_errors.ToolchainError,
-              FileNotFoundError)
+              FileNotFoundError, FtraceError)
 
 
 @app.callback()
@@ -42,11 +43,13 @@ def _options(
 def boot(
     image: Optional[Path] = typer.Option(None, "--image", help="Kernel image to boot (default: the shipped one)."),
 ) -> None:
-    """Boot the kernel image and show dmesg and the memory map with each range's protection.
+    """Boot the kernel image and show dmesg, the memory map with each range's protection, and
+    how many call sites ftrace manages.
 
     Example: ftrace-emu boot
     """
-    kernel = Kernel(image or guest.VMLINUX)
+    system = boot_system("fixed", image or guest.VMLINUX)
+    kernel = system.kernel
     console = Console(highlight=False)
     console.print(kernel.dmesg(), end="", markup=False)
     table = Table(title="memory map", show_edge=False)
@@ -55,6 +58,7 @@ def boot(
     for entry in kernel.memory_map():
         table.add_row(f"{entry.start:016x}", f"{entry.end:016x}", str(entry.perms), entry.name)
     console.print(table)
+    console.print(f"ftrace: {len(system.ftrace.records)} call sites, all nops", markup=False)
 
 
 def main(argv: list[str] | None = None) -> int:

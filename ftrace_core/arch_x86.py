@@ -1,0 +1,102 @@
+"""Port of arch/x86/kernel/ftrace.c: call-site encodings and how a site is rewritten.
+
+Every rewrite goes through ftrace_modify_code_direct(): read the 5 bytes back, compare them
+with what the core believes is there (-EINVAL if not), write the new ones through the text
+port (-EPERM if the store faults).  Boot and module-load conversions are direct in the kernel
+too; runtime updates here are direct as well (the int3 protocol of 4.8 is not ported yet).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from .flags import EFAULT, EINVAL, EPERM
+from .text import TextFault, TextPort
+
+MCOUNT_INSN_SIZE = 5
+#: The 5-byte nop x86-64 uses for call sites (P6_NOP5 / BYTES_NOP5).
+NOP5 = bytes.fromhex("0f1f440000")
+
+
+def ftrace_call_replace(ip: int, addr: int) -> bytes:
+    """e8 rel32: a call at ip to addr."""
+    rel = (addr - (ip + MCOUNT_INSN_SIZE)) & 0xFFFFFFFF
+    return b"\xe8" + rel.to_bytes(4, "little")
+
+
+def ftrace_jmp_replace(ip: int, addr: int) -> bytes:
+    rel = (addr - (ip + MCOUNT_INSN_SIZE)) & 0xFFFFFFFF
+    return b"\xe9" + rel.to_bytes(4, "little")
+
+
+def call_target(ip: int, insn: bytes) -> int | None:
+    """The target of an e8/e9 rel32 at ip, or None."""
+    if len(insn) < 5 or insn[0] not in (0xE8, 0xE9):
+        return None
+    rel = int.from_bytes(insn[1:5], "little", signed=True)
+    return (ip + MCOUNT_INSN_SIZE + rel) & ((1 << 64) - 1)
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """The guest addresses the arch layer patches between."""
+
+    mcount: int  # __fentry__ (MCOUNT_ADDR)
+    ftrace_caller: int  # FTRACE_ADDR (and FTRACE_REGS_ADDR: no separate regs caller here)
+    ftrace_call: int  # the call site inside ftrace_caller
+    ftrace_stub: int
+    ftrace_ops_list_func: int  # what ftrace_call calls with several ops registered
+
+
+class ArchX86:
+    def __init__(self, text: TextPort, addrs: Addresses):
+        self.text = text
+        self.addrs = addrs
+        self.ftrace_expected: bytes | None = None  # what the last verify expected (ftrace_bug shows it)
+
+    def ftrace_modify_code_direct(self, ip: int, old: bytes, new: bytes) -> int:
+        """Verify old bytes, write new; 0, -EFAULT, -EINVAL or -EPERM."""
+        self.ftrace_expected = old
+        try:
+            replaced = self.text.read(ip, MCOUNT_INSN_SIZE)
+        except TextFault:
+            return -EFAULT
+        if replaced != old:
+            return -EINVAL
+        try:
+            self.text.write(ip, new)
+        except TextFault:
+            return -EPERM
+        return 0
+
+    def ftrace_make_nop(self, ip: int, addr: int) -> int:
+        """A call to addr at ip becomes the nop."""
+        return self.ftrace_modify_code_direct(ip, ftrace_call_replace(ip, addr), NOP5)
+
+    def ftrace_make_call(self, ip: int, addr: int) -> int:
+        """The nop at ip becomes a call to addr."""
+        return self.ftrace_modify_code_direct(ip, NOP5, ftrace_call_replace(ip, addr))
+
+    def ftrace_modify_call(self, ip: int, old_addr: int, addr: int) -> int:
+        return self.ftrace_modify_code_direct(ip, ftrace_call_replace(ip, old_addr), ftrace_call_replace(ip, addr))
+
+    def ftrace_update_ftrace_func(self, func: int) -> int:
+        """Point the trampoline's ftrace_call site at func (whatever it calls now)."""
+        ip = self.addrs.ftrace_call
+        try:
+            old = self.text.read(ip, MCOUNT_INSN_SIZE)
+        except TextFault:
+            return -EFAULT
+        new = ftrace_call_replace(ip, func)
+        if old == new:
+            return 0
+        return self.ftrace_modify_code_direct(ip, old, new)
+
+    def ftrace_arch_code_modify_prepare(self) -> Iterator[object]:
+        """[4.8] set_kernel_text_rw(); set_all_modules_text_rw()."""
+        yield from self.text.prepare()
+
+    def ftrace_arch_code_modify_post_process(self) -> Iterator[object]:
+        """[4.8] set_all_modules_text_ro(); set_kernel_text_ro()."""
+        yield from self.text.post_process()

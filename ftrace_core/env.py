@@ -1,0 +1,20 @@
+"""What the ftrace core needs from the kernel around it, as a small Protocol: printk, naming
+addresses, the current CPU and task, WARN().  The emulator and the test fake implement it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class KernelEnv(Protocol):
+    def printk(self, text: str) -> None:
+        """Append text to the kernel log (a line or a continuation)."""
+
+    def format_ip(self, ip: int) -> str:
+        """%pS: `sym+0xoff/0xsize [mod]`."""
+
+    def name_ip(self, ip: int) -> str:
+        """%ps: `sym [mod]`."""
+
+    def warn(self, where: str) -> None:
+        """WARN(): the "cut here" block naming where it fired and the current CPU and task."""

@@ -1,0 +1,177 @@
+"""boot(): the emulated kernel with ftrace wired in, and the Python API over it.
+
+This is where the layers meet: the emu Kernel, the text port and kernel environment that
+let the ftrace core run on it, ftrace_init at the end of boot, the module hooks of the chosen
+variant, the function tracer and tracefs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import guest
+from emu.errors import GuestFault, MemoryAccessError, SymbolError, TextWriteFault
+from emu.kernel import Kernel
+from emu.modules import Module
+from emu.sched import Point, run_to_completion
+
+from . import module as ftrace_module
+from .arch_x86 import Addresses, ArchX86
+from .ops import FtraceOps
+from .text import TextFault
+from .tracefs import Tracefs
+from .tracer import DEFAULT_BUFFER_ENTRIES, FunctionTracer, RingBuffer
+from .update import VARIANTS, Ftrace
+
+
+class EmulatedText:
+    """The text port on the emulator: reads from guest memory, writes through the single
+    text-write path on the current CPU, and [4.8]'s set_*_text_rw/ro for prepare/post."""
+
+    def __init__(self, kernel: Kernel):
+        self.kernel = kernel
+
+    def read(self, ip: int, size: int) -> bytes:
+        try:
+            return self.kernel.machine.read(ip, size)
+        except MemoryAccessError as exc:
+            raise TextFault(ip, str(exc)) from None
+
+    def write(self, ip: int, data: bytes) -> None:
+        try:
+            self.kernel.text.write(self.kernel.cpus[self.kernel.current_cpu], [(ip, data)])
+        except TextWriteFault as exc:
+            raise TextFault(exc.address, str(exc)) from None
+        except GuestFault as exc:
+            raise TextFault(exc.address or ip, str(exc)) from None
+
+    def prepare(self) -> Iterator[object]:
+        self.kernel.set_kernel_text_rw()
+        yield Point("set_kernel_text_rw", "kernel .text rwx")
+        yield from self.kernel.modules.set_all_modules_text_rw()
+
+    def post_process(self) -> Iterator[object]:
+        yield from self.kernel.modules.set_all_modules_text_ro()
+        self.kernel.set_kernel_text_ro()
+        yield Point("set_kernel_text_ro", "kernel .text r-x")
+
+
+class EmulatedEnv:
+    """KernelEnv on the emulator: the guest's printk and kallsyms, WARN with the current task."""
+
+    def __init__(self, kernel: Kernel):
+        self.kernel = kernel
+
+    def printk(self, text: str) -> None:
+        self.kernel.printk(text)
+
+    def format_ip(self, ip: int) -> str:
+        return self.kernel.kallsyms.format(ip)
+
+    def name_ip(self, ip: int) -> str:
+        hit = self.kernel.kallsyms.lookup(ip)
+        if hit is None:
+            return f"0x{ip:x}"
+        sym = hit[0]
+        return f"{sym.name} [{sym.module}]" if sym.module else sym.name
+
+    def warn(self, where: str) -> None:
+        cpu = self.kernel.cpus[self.kernel.current_cpu]
+        mods = " ".join(m.name for m in reversed(self.kernel.modules.modules))
+        self.printk("------------[ cut here ]------------\n")
+        self.printk(f"WARNING: CPU: {cpu.index} PID: {cpu.task.pid} at kernel/trace/ftrace.c {where}\n")
+        self.printk(f"Modules linked in: {mods}\n")
+        self.printk(f"CPU: {cpu.index} PID: {cpu.task.pid} Comm: {cpu.task.comm} Not tainted 4.8.0-ftrace-emu #1\n")
+        self.printk("---[ end trace 0000000000000000 ]---\n")
+
+
+class System:
+    """A booted guest kernel with dynamic ftrace: the Python API users and tests drive."""
+
+    def __init__(self, variant: str = "fixed", image: str | Path = guest.VMLINUX,
+                 buffer_entries: int = DEFAULT_BUFFER_ENTRIES):
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+        self.variant = variant
+        self._buffer_entries = buffer_entries
+        self.kernel = Kernel(image, late_init=[self._ftrace_init])
+
+    def _ftrace_init(self, kernel: Kernel) -> None:
+        """The kernel's ftrace_init() at the end of start_kernel, and the tracer's setup."""
+        sym = kernel.symbol
+        addrs = Addresses(mcount=sym("__fentry__"), ftrace_caller=sym("ftrace_caller"),
+                          ftrace_call=sym("ftrace_call"), ftrace_stub=sym("ftrace_stub"),
+                          ftrace_ops_list_func=sym("ftrace_ops_list_func"))
+        self.env = EmulatedEnv(kernel)
+        self.ftrace = Ftrace(ArchX86(EmulatedText(kernel), addrs), self.env, self.variant)
+        start, stop = sym("__start_mcount_loc"), sym("__stop_mcount_loc")
+        raw = kernel.machine.read(start, stop - start)
+        locs = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
+        run_to_completion(self.ftrace.ftrace_init(locs))
+        ftrace_module.install(self.ftrace, kernel.modules.hooks)
+        self.buffer = RingBuffer(len(kernel.cpus), self._buffer_entries)
+        self.tracer = FunctionTracer(kernel, self.ftrace, self.buffer)
+        # The top-level trace array's ops: tracefs's filter files edit its hashes.
+        self.global_ops = FtraceOps("global_ops", sym("function_trace_call"),
+                                    handler=self.tracer.function_trace_call)
+        self.tracefs = Tracefs(self)
+
+    # -- the API ---------------------------------------------------------------------------
+    @property
+    def cpus(self):
+        return self.kernel.cpus
+
+    def insmod(self, path: str | Path, cpu: int = 0) -> Module:
+        """Load a module (a .ko file) on a CPU, running its init there."""
+        with self._on_cpu(cpu):
+            return self.kernel.modules.insmod(self.kernel.cpus[cpu], path)
+
+    def rmmod(self, name: str, cpu: int = 0) -> None:
+        with self._on_cpu(cpu):
+            self.kernel.modules.rmmod(self.kernel.cpus[cpu], name)
+
+    def call(self, symbol: str | int, *args: int, cpu: int = 0) -> int:
+        """Call a guest function (kernel or module) with integer arguments; its return value."""
+        with self._on_cpu(cpu):
+            return self.kernel.call(symbol, *args, cpu=cpu)
+
+    def alloc(self, size: int) -> int:
+        """kmalloc(size) in the guest: the address, or an error when the heap is exhausted."""
+        addr = self.call("kzalloc", size)
+        if not addr:
+            raise MemoryAccessError(f"kmalloc({size}) failed: guest heap exhausted")
+        return addr & ((1 << 64) - 1)
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.kernel.machine.write(addr, data)
+
+    def read(self, addr: int, size: int) -> bytes:
+        return self.kernel.machine.read(addr, size)
+
+    def dmesg(self) -> str:
+        return self.kernel.dmesg()
+
+    def symbol(self, name: str) -> int:
+        return self.kernel.symbol(name)
+
+    def _on_cpu(self, cpu: int):
+        if not 0 <= cpu < len(self.kernel.cpus):
+            raise SymbolError(f"no CPU {cpu}: this machine has CPUs 0-{len(self.kernel.cpus) - 1}")
+        return _CurrentCpu(self.kernel, cpu)
+
+
+class _CurrentCpu:
+    def __init__(self, kernel: Kernel, cpu: int):
+        self.kernel, self.cpu = kernel, cpu
+
+    def __enter__(self) -> None:
+        self.saved, self.kernel.current_cpu = self.kernel.current_cpu, self.cpu
+
+    def __exit__(self, *exc: object) -> None:
+        self.kernel.current_cpu = self.saved
+
+
+def boot(variant: str = "fixed", image: str | Path = guest.VMLINUX, **kwargs) -> System:
+    """Boot the guest kernel with ftrace (variant: legacy, seed or fixed)."""
+    return System(variant, image, **kwargs)

@@ -1,0 +1,123 @@
+"""The function tracer: a hook on the trampoline's callbacks records each traced call into
+per-CPU ring buffers, as the kernel's function_trace_call writes ring-buffer events.
+
+ftrace_call in ftrace_caller calls either function_trace_call (one ops registered) or
+ftrace_ops_list_func (several); the host hooks both addresses.  The list func hands the call
+to every enabled ops whose hashes select the ip, as the kernel's __ftrace_ops_list_func does.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterator
+
+from unicorn import unicorn_const as uc_const
+from unicorn.x86_const import UC_X86_REG_RDI, UC_X86_REG_RSI
+
+from emu.kernel import Kernel
+
+from .hash import hash_contains_ip
+from .update import Ftrace
+
+#: Virtual nanoseconds a traced call costs the CPU that makes it.
+TRACE_EVENT_NS = 100
+DEFAULT_BUFFER_ENTRIES = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    """One function-tracer event (the kernel's struct ftrace_entry plus its header)."""
+
+    ts: int  # virtual nanoseconds
+    cpu: int
+    comm: str
+    pid: int
+    ip: int
+    parent_ip: int
+
+
+class RingBuffer:
+    """Per-CPU buffers of bounded size; the oldest entries go when one is full."""
+
+    def __init__(self, nr_cpus: int, entries_per_cpu: int = DEFAULT_BUFFER_ENTRIES):
+        self.entries_per_cpu = entries_per_cpu
+        self.cpus = [deque(maxlen=entries_per_cpu) for _ in range(nr_cpus)]
+        self.written = [0] * nr_cpus  # entries ever written, per CPU
+        self.overrun = [0] * nr_cpus
+
+    def record(self, entry: TraceEntry) -> None:
+        buf = self.cpus[entry.cpu]
+        if len(buf) == buf.maxlen:
+            self.overrun[entry.cpu] += 1
+        buf.append(entry)
+        self.written[entry.cpu] += 1
+
+    def entries(self) -> list[TraceEntry]:
+        """All buffered entries merged in time order (ties: lower CPU first)."""
+        merged = [e for buf in self.cpus for e in buf]
+        merged.sort(key=lambda e: (e.ts, e.cpu))
+        return merged
+
+    def consume(self) -> Iterator[TraceEntry]:
+        """trace_pipe: entries in time order, removed as they are read."""
+        items = self.entries()
+        for buf in self.cpus:
+            buf.clear()
+        return iter(items)
+
+    def reset(self) -> None:
+        for i, buf in enumerate(self.cpus):
+            buf.clear()
+            self.written[i] = 0
+            self.overrun[i] = 0
+
+    @property
+    def entries_in_buffer(self) -> int:
+        return sum(len(b) for b in self.cpus)
+
+    @property
+    def entries_written(self) -> int:
+        return sum(self.written)
+
+
+class FunctionTracer:
+    """Installs the trampoline-callback hooks and turns each call into a TraceEntry."""
+
+    def __init__(self, kernel: Kernel, ftrace: Ftrace, buffer: RingBuffer):
+        self.kernel = kernel
+        self.ftrace = ftrace
+        self.buffer = buffer
+        self.tracing_on = True
+        self._busy = [False] * len(kernel.cpus)
+        machine = kernel.machine
+        self.direct = kernel.symbol("function_trace_call")
+        self.list_func = kernel.symbol("ftrace_ops_list_func")
+        # Hooks go in before any of this code is first translated (unicorn-facts.md).
+        for addr in (self.direct, self.list_func):
+            machine.hooks.add(uc_const.UC_HOOK_CODE, self._on_callback, begin=addr, end=addr)
+
+    def _on_callback(self, uc, address: int, size: int, data: object) -> None:
+        cpu = self.kernel.machine.running_cpu
+        if cpu is None or self._busy[cpu.index]:
+            return
+        self._busy[cpu.index] = True  # trace recursion protection, per CPU
+        try:
+            ip, parent = uc.reg_read(UC_X86_REG_RDI), uc.reg_read(UC_X86_REG_RSI)
+            if address == self.list_func:
+                for ops in list(self.ftrace.ops_list):
+                    if ops.enabled and hash_contains_ip(ip, ops.filter_hash, ops.notrace_hash) and ops.handler:
+                        ops.handler(ip, parent, cpu)
+            else:
+                ops = self.ftrace.function_trace_op
+                if ops is not None and ops.handler:
+                    ops.handler(ip, parent, cpu)
+        finally:
+            self._busy[cpu.index] = False
+
+    def function_trace_call(self, ip: int, parent_ip: int, cpu) -> None:
+        """The function tracer's own callback: one ring-buffer entry per call."""
+        if not self.tracing_on:
+            return
+        cpu.advance_clock(TRACE_EVENT_NS)
+        self.buffer.record(TraceEntry(cpu.clock_ns, cpu.index, cpu.task.comm, cpu.task.pid, ip, parent_ip))

@@ -1,0 +1,504 @@
+"""The engine of kernel/trace/ftrace.c (4.8): records, the ops list, reference counting,
+deciding what each call site must become, and applying it.
+
+The state the kernel keeps in globals (ftrace_pages, ftrace_ops_list, ftrace_disabled,
+ftrace_start_up, ftrace_trace_function, ...) lives in one Ftrace object.  Paths that can be
+interleaved with another CPU are generators yielding emu.sched points: around ftrace_lock,
+each protection change (inside the arch layer) and each record that is rewritten.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Generator, Iterator
+
+from emu.sched import Lock, Point
+
+from . import bug
+from .arch_x86 import ArchX86
+from .env import KernelEnv
+from .flags import (
+    EINVAL, ENODEV, ENOMEM, FTRACE_DISABLE_CALLS, FTRACE_FL_DISABLED, FTRACE_FL_ENABLED, FTRACE_FL_REGS,
+    FTRACE_FL_REGS_EN, FTRACE_FL_TRAMP, FTRACE_FL_TRAMP_EN, FTRACE_OPS_FL_ADDING, FTRACE_OPS_FL_DELETED,
+    FTRACE_OPS_FL_ENABLED, FTRACE_OPS_FL_REMOVING, FTRACE_OPS_FL_SAVE_REGS, FTRACE_REF_MAX,
+    FTRACE_UPDATE_CALLS, FTRACE_UPDATE_TRACE_FUNC, BugType, UpdateAction, ftrace_rec_count,
+)
+from .hash import FtraceHash
+from .ops import FtraceOps
+from .records import ENTRIES_PER_PAGE, DynFtrace, FtracePage, RecordTable, allocate_pages
+
+VARIANTS = ("legacy", "seed", "fixed")
+
+Gen = Generator[object, None, int]
+
+
+class Ftrace:
+    def __init__(self, arch: ArchX86, env: KernelEnv, variant: str = "fixed"):
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+        self.arch = arch
+        self.env = env
+        self.variant = variant
+        self.records = RecordTable()
+        self.ops_list: list[FtraceOps] = []
+        self.ftrace_disabled = False
+        self.ftrace_enabled = True
+        self.ftrace_start_up = 0
+        stub = arch.addrs.ftrace_stub
+        self.ftrace_trace_function = stub
+        self.saved_ftrace_func = stub
+        self.function_trace_op: FtraceOps | None = None
+        self.ftrace_lock = Lock("ftrace_lock")
+        self.bug_type = BugType.UNKNOWN
+        self.bug_report: str | None = None
+        self.update_tot_cnt = 0
+        # Observers of record-level events (the timeline): fn(event, rec, detail).
+        self.listeners: list[Callable[[str, DynFtrace, str], None]] = []
+
+    # -- helpers --------------------------------------------------------------------------
+    def _emit(self, event: str, rec: DynFtrace, detail: str = "") -> None:
+        for listener in list(self.listeners):
+            listener(event, rec, detail)
+
+    def ftrace_warn_on(self, condition: bool, where: str) -> bool:
+        """FTRACE_WARN_ON(): a WARN and the kill."""
+        if condition:
+            self.env.warn(where)
+            self.ftrace_kill()
+        return condition
+
+    def ftrace_kill(self) -> None:
+        """ftrace_kill(): disabled until reboot; the trace function becomes the stub."""
+        self.ftrace_disabled = True
+        self.ftrace_enabled = False
+        self.ftrace_trace_function = self.arch.addrs.ftrace_stub
+
+    def ftrace_bug(self, failed: int, rec: DynFtrace | None) -> None:
+        """ftrace_bug(): report the failed site the kernel's way, then kill ftrace."""
+        lines = bug.format_ftrace_bug(failed, rec, self.bug_type, self.arch.ftrace_expected,
+                                      self._read_site, self.env.format_ip, self.ftrace_get_addr_curr)
+        self.env.warn("ftrace_bug")
+        for line in lines:
+            self.env.printk(line)
+        self.bug_report = "".join(lines)
+        self.ftrace_kill()
+
+    def _read_site(self, ip: int) -> bytes | None:
+        try:
+            return self.arch.text.read(ip, 5)
+        except Exception:
+            return None
+
+    # -- hashes and reference counts -------------------------------------------------------
+    def __ftrace_hash_rec_update(self, ops: FtraceOps, filter_hash: bool, inc: bool) -> bool:
+        """__ftrace_hash_rec_update(): add or drop ops' reference on every record it selects.
+
+        With filter_hash false it works from the notrace hash, with inc inverted: records in
+        notrace lose (or regain) this ops' reference.  Returns whether any record now needs
+        rewriting."""
+        if not ops.flags & FTRACE_OPS_FL_ENABLED:
+            return False
+        all_recs = False
+        if filter_hash:
+            hash_, other = ops.filter_hash, ops.notrace_hash
+            if hash_.empty:
+                all_recs = True
+        else:
+            inc = not inc
+            hash_, other = ops.notrace_hash, ops.filter_hash
+            if hash_.empty:
+                return False
+        update = False
+        count = 0
+        for rec in self.records:
+            if rec.flags & FTRACE_FL_DISABLED:
+                continue
+            if all_recs:
+                match = rec.ip not in other
+            else:
+                in_hash, in_other = rec.ip in hash_, rec.ip in other
+                if filter_hash:
+                    match = in_hash and not in_other
+                else:
+                    match = in_hash and (in_other or other.empty)
+            if not match:
+                continue
+            count += 1
+            if inc:
+                rec.flags += 1
+                if self.ftrace_warn_on(ftrace_rec_count(rec.flags) == FTRACE_REF_MAX,
+                                       "__ftrace_hash_rec_update: reference count overflow"):
+                    return update
+                if ops.flags & FTRACE_OPS_FL_SAVE_REGS:
+                    rec.flags |= FTRACE_FL_REGS
+                if ftrace_rec_count(rec.flags) == 1 and ops.trampoline:
+                    rec.flags |= FTRACE_FL_TRAMP
+                else:
+                    rec.flags &= ~FTRACE_FL_TRAMP
+            else:
+                if self.ftrace_warn_on(ftrace_rec_count(rec.flags) == 0,
+                                       "__ftrace_hash_rec_update: reference count underflow"):
+                    return update
+                rec.flags -= 1
+                if ops.flags & FTRACE_OPS_FL_SAVE_REGS and rec.flags & FTRACE_FL_REGS:
+                    if ftrace_rec_count(rec.flags) == 0 or not self._rec_ops_need_regs(rec):
+                        rec.flags &= ~FTRACE_FL_REGS
+                rec.flags &= ~FTRACE_FL_TRAMP  # [4.8] always cleared; re-derived below
+                if ftrace_rec_count(rec.flags) == 1 and self._find_tramp_ops_any(rec) is not None:
+                    rec.flags |= FTRACE_FL_TRAMP
+            update |= self.ftrace_check_record(rec, True, False) != UpdateAction.IGNORE
+            if not all_recs and count == len(hash_):
+                break
+        return update
+
+    def ftrace_hash_rec_enable(self, ops: FtraceOps, filter_hash: bool = True) -> bool:
+        return self.__ftrace_hash_rec_update(ops, filter_hash, True)
+
+    def ftrace_hash_rec_disable(self, ops: FtraceOps, filter_hash: bool = True) -> bool:
+        return self.__ftrace_hash_rec_update(ops, filter_hash, False)
+
+    def _ops_selects(self, ops: FtraceOps, ip: int) -> bool:
+        return (ops.filter_hash.empty or ip in ops.filter_hash) and ip not in ops.notrace_hash
+
+    def _rec_ops_need_regs(self, rec: DynFtrace) -> bool:
+        return any(o.enabled and o.flags & FTRACE_OPS_FL_SAVE_REGS and self._ops_selects(o, rec.ip)
+                   for o in self.ops_list)
+
+    def _find_tramp_ops_any(self, rec: DynFtrace) -> FtraceOps | None:
+        return next((o for o in self.ops_list if o.trampoline and self._ops_selects(o, rec.ip)), None)
+
+    def ops_references_rec(self, ops: FtraceOps, rec: DynFtrace) -> bool:
+        """ops_references_rec(): would this enabled ops trace rec?
+
+        The seed commit changed the answer for an ops tracing everything from 0 to 1: before
+        it, ftrace_update_code counted such ops separately ("ref")."""
+        if not ops.enabled:
+            return False
+        if ops.traces_mod():
+            return self.variant != "legacy"
+        if not ops.filter_hash.empty and rec.ip not in ops.filter_hash:
+            return False
+        if rec.ip in ops.notrace_hash:
+            return False
+        return True
+
+    def referenced_filters(self, rec: DynFtrace) -> int:
+        """referenced_filters(): how many registered ops reference rec."""
+        return sum(1 for ops in self.ops_list if self.ops_references_rec(ops, rec))
+
+    # -- deciding and applying ---------------------------------------------------------------
+    def ftrace_check_record(self, rec: DynFtrace, enable: bool, update: bool) -> UpdateAction:
+        """ftrace_check_record(): what rec's site must become; with update, commit the flags."""
+        if rec.flags & FTRACE_FL_DISABLED:
+            return UpdateAction.IGNORE
+        flag = 0
+        if enable and ftrace_rec_count(rec.flags):
+            flag = FTRACE_FL_ENABLED
+        if flag:
+            if bool(rec.flags & FTRACE_FL_REGS) != bool(rec.flags & FTRACE_FL_REGS_EN):
+                flag |= FTRACE_FL_REGS
+            if bool(rec.flags & FTRACE_FL_TRAMP) != bool(rec.flags & FTRACE_FL_TRAMP_EN):
+                flag |= FTRACE_FL_TRAMP
+        if (rec.flags & FTRACE_FL_ENABLED) == flag:
+            return UpdateAction.IGNORE
+        if flag:
+            flag ^= rec.flags & FTRACE_FL_ENABLED
+            if update:
+                rec.flags |= FTRACE_FL_ENABLED
+                if flag & FTRACE_FL_REGS:
+                    rec.flags = (rec.flags | FTRACE_FL_REGS_EN) if rec.flags & FTRACE_FL_REGS \
+                        else (rec.flags & ~FTRACE_FL_REGS_EN)
+                if flag & FTRACE_FL_TRAMP:
+                    rec.flags = (rec.flags | FTRACE_FL_TRAMP_EN) if rec.flags & FTRACE_FL_TRAMP \
+                        else (rec.flags & ~FTRACE_FL_TRAMP_EN)
+            if flag & FTRACE_FL_ENABLED:
+                self.bug_type = BugType.CALL
+                return UpdateAction.MAKE_CALL
+            self.bug_type = BugType.UPDATE
+            return UpdateAction.MODIFY_CALL
+        if update:
+            if not ftrace_rec_count(rec.flags):
+                rec.flags = 0
+            else:
+                rec.flags &= ~(FTRACE_FL_ENABLED | FTRACE_FL_TRAMP_EN | FTRACE_FL_REGS_EN)
+        self.bug_type = BugType.NOP
+        return UpdateAction.MAKE_NOP
+
+    def ftrace_update_record(self, rec: DynFtrace, enable: bool) -> UpdateAction:
+        return self.ftrace_check_record(rec, enable, True)
+
+    def ftrace_test_record(self, rec: DynFtrace, enable: bool) -> UpdateAction:
+        return self.ftrace_check_record(rec, enable, False)
+
+    def ftrace_get_addr_new(self, rec: DynFtrace) -> int:
+        """Where the site should call: an ops trampoline, or ftrace_caller."""
+        if rec.flags & FTRACE_FL_TRAMP:
+            ops = self._find_tramp_ops_any(rec)
+            if ops is None:
+                self.env.printk(f"Bad trampoline accounting at: {rec.ip:x} ({self.env.format_ip(rec.ip)})\n")
+                return self.arch.addrs.ftrace_caller
+            return ops.trampoline
+        return self.arch.addrs.ftrace_caller  # REGS: no separate regs caller on this machine
+
+    def ftrace_get_addr_curr(self, rec: DynFtrace) -> int:
+        if rec.flags & FTRACE_FL_TRAMP_EN:
+            ops = self._find_tramp_ops_any(rec)
+            if ops is not None:
+                return ops.trampoline
+        return self.arch.addrs.ftrace_caller
+
+    def plan_record(self, rec: DynFtrace, enable: bool) -> tuple[UpdateAction, int, int]:
+        """The decision for rec as plain data: (action, new target, current target)."""
+        return self.ftrace_test_record(rec, enable), self.ftrace_get_addr_new(rec), self.ftrace_get_addr_curr(rec)
+
+    def __ftrace_replace_code(self, rec: DynFtrace, enable: bool) -> int:
+        """__ftrace_replace_code(): commit rec's flags and rewrite its site; 0 or -errno."""
+        new_addr = self.ftrace_get_addr_new(rec)
+        old_addr = self.ftrace_get_addr_curr(rec)
+        action = self.ftrace_update_record(rec, enable)
+        self.bug_type = BugType.UNKNOWN
+        if action == UpdateAction.IGNORE:
+            return 0
+        if action == UpdateAction.MAKE_CALL:
+            self.bug_type = BugType.CALL
+            ret = self.arch.ftrace_make_call(rec.ip, new_addr)
+        elif action == UpdateAction.MAKE_NOP:
+            self.bug_type = BugType.NOP
+            ret = self.arch.ftrace_make_nop(rec.ip, old_addr)
+        else:
+            self.bug_type = BugType.UPDATE
+            ret = self.arch.ftrace_modify_call(rec.ip, old_addr, new_addr)
+        self._emit("fault" if ret else action.name.lower(), rec, f"{ret}" if ret else "")
+        return ret
+
+    def replace_code_one(self, rec: DynFtrace, enable: bool) -> int:
+        """Public entry for module.py: __ftrace_replace_code on one record."""
+        return self.__ftrace_replace_code(rec, enable)
+
+    def ftrace_replace_code(self, enable: bool) -> Iterator[object]:
+        """ftrace_replace_code(): rewrite every record that needs it; stop at the first failure."""
+        if self.ftrace_disabled:
+            return
+        for rec in self.records:
+            if rec.flags & FTRACE_FL_DISABLED:
+                self._emit("skip_disabled", rec)
+                continue
+            if self.ftrace_test_record(rec, enable) == UpdateAction.IGNORE:
+                continue
+            yield Point("ftrace_replace_code", f"{rec.ip:#x}")
+            failed = self.__ftrace_replace_code(rec, enable)
+            if failed:
+                self.ftrace_bug(failed, rec)
+                return
+
+    def ftrace_modify_all_code(self, command: int) -> Iterator[object]:
+        """ftrace_modify_all_code(): the trace function, then the call sites, then the final
+        trace function."""
+        update = command & FTRACE_UPDATE_TRACE_FUNC
+        list_func = self.arch.addrs.ftrace_ops_list_func
+        if update:
+            err = self.arch.ftrace_update_ftrace_func(list_func)
+            if self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: ftrace_update_ftrace_func"):
+                return
+        if command & FTRACE_UPDATE_CALLS:
+            yield from self.ftrace_replace_code(True)
+        elif command & FTRACE_DISABLE_CALLS:
+            yield from self.ftrace_replace_code(False)
+        if update and self.ftrace_trace_function != list_func:
+            err = self.arch.ftrace_update_ftrace_func(self.ftrace_trace_function)
+            self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: ftrace_update_ftrace_func")
+
+    def ftrace_run_update_code(self, command: int) -> Iterator[object]:
+        """ftrace_run_update_code(): text RW, update, text RO."""
+        yield Point("ftrace_arch_code_modify_prepare", "set text rw")
+        yield from self.arch.ftrace_arch_code_modify_prepare()
+        yield from self.ftrace_modify_all_code(command)
+        yield Point("ftrace_arch_code_modify_post_process", "set text ro")
+        yield from self.arch.ftrace_arch_code_modify_post_process()
+
+    # -- ops registration -----------------------------------------------------------------------
+    def update_ftrace_function(self) -> None:
+        """update_ftrace_function(): one ops calls its func directly, several go through
+        ftrace_ops_list_func, none through the stub."""
+        if not self.ops_list:
+            func, op = self.arch.addrs.ftrace_stub, None
+        elif len(self.ops_list) == 1:
+            func, op = self.ops_list[0].func, self.ops_list[0]
+        else:
+            func, op = self.arch.addrs.ftrace_ops_list_func, None
+        self.function_trace_op = op
+        self.ftrace_trace_function = func
+
+    def ftrace_startup_enable(self, command: int) -> Iterator[object]:
+        if self.saved_ftrace_func != self.ftrace_trace_function:
+            self.saved_ftrace_func = self.ftrace_trace_function
+            command |= FTRACE_UPDATE_TRACE_FUNC
+        if not command or not self.ftrace_enabled:
+            return
+        yield from self.ftrace_run_update_code(command)
+
+    def ftrace_startup(self, ops: FtraceOps, command: int) -> Gen:
+        """ftrace_startup(): register ops, take its references, update the code.  Caller
+        holds ftrace_lock."""
+        if self.ftrace_disabled:
+            return -ENODEV
+        if ops.flags & FTRACE_OPS_FL_DELETED:
+            return -EINVAL
+        if ops.flags & FTRACE_OPS_FL_ENABLED or ops in self.ops_list:
+            return -16  # -EBUSY
+        self.ops_list.insert(0, ops)  # add_ftrace_ops() adds at the head
+        self.update_ftrace_function()
+        self.ftrace_start_up += 1
+        command |= FTRACE_UPDATE_CALLS
+        ops.flags |= FTRACE_OPS_FL_ENABLED | FTRACE_OPS_FL_ADDING
+        self.ftrace_hash_rec_enable(ops, True)
+        yield from self.ftrace_startup_enable(command)
+        ops.flags &= ~FTRACE_OPS_FL_ADDING
+        return 0
+
+    def ftrace_shutdown(self, ops: FtraceOps, command: int) -> Gen:
+        """ftrace_shutdown(): drop ops' references, unregister, update the code."""
+        if self.ftrace_disabled:
+            return -ENODEV
+        if ops not in self.ops_list:
+            return -EINVAL
+        self.ops_list.remove(ops)
+        self.update_ftrace_function()
+        self.ftrace_start_up -= 1
+        self.ftrace_warn_on(self.ftrace_start_up < 0, "ftrace_shutdown: ftrace_start_up < 0")
+        self.ftrace_hash_rec_disable(ops, True)
+        ops.flags &= ~FTRACE_OPS_FL_ENABLED
+        command |= FTRACE_UPDATE_CALLS
+        if self.saved_ftrace_func != self.ftrace_trace_function:
+            self.saved_ftrace_func = self.ftrace_trace_function
+            command |= FTRACE_UPDATE_TRACE_FUNC
+        if not command or not self.ftrace_enabled:
+            return 0
+        ops.flags |= FTRACE_OPS_FL_REMOVING
+        yield from self.ftrace_run_update_code(command)
+        if not self.ops_list and not self.ftrace_disabled:
+            # With no ops left every record must be clear but for DISABLED.
+            for rec in self.records:
+                if rec.flags & ~FTRACE_FL_DISABLED:
+                    self.env.printk(f"  {self.env.format_ip(rec.ip)} flags:{rec.flags:x}\n")
+                    self.ftrace_warn_on(True, "ftrace_shutdown: record not clear")
+                    break
+        ops.flags &= ~FTRACE_OPS_FL_REMOVING
+        return 0
+
+    def register_ftrace_function(self, ops: FtraceOps) -> Gen:
+        """register_ftrace_function(): ftrace_startup under ftrace_lock."""
+        yield from self.ftrace_lock.acquire()
+        try:
+            return (yield from self.ftrace_startup(ops, 0))
+        finally:
+            self.ftrace_lock.release()
+
+    def unregister_ftrace_function(self, ops: FtraceOps) -> Gen:
+        yield from self.ftrace_lock.acquire()
+        try:
+            return (yield from self.ftrace_shutdown(ops, 0))
+        finally:
+            self.ftrace_lock.release()
+
+    def ftrace_hash_move_and_update_ops(self, ops: FtraceOps, filter_hash: bool, new: FtraceHash) -> Gen:
+        """Swap in a new filter (or notrace) hash: drop the old references, take the new ones,
+        and rewrite the sites if ops is enabled (ftrace_hash_move + ftrace_ops_update_code).
+        Caller holds ftrace_lock."""
+        if self.ftrace_disabled:
+            return -ENODEV
+        self.__ftrace_hash_rec_update(ops, filter_hash, False)
+        if filter_hash:
+            ops.filter_hash = new.copy()
+        else:
+            ops.notrace_hash = new.copy()
+        self.__ftrace_hash_rec_update(ops, filter_hash, True)
+        if ops.enabled and self.ftrace_enabled:
+            yield from self.ftrace_run_update_code(FTRACE_UPDATE_CALLS)
+        return 0
+
+    # -- creating records ------------------------------------------------------------------------
+    def ftrace_process_locs(self, mod: object | None, locs: list[int]) -> Gen:
+        """ftrace_process_locs(): sort the call sites, give them records on new pages (the
+        core's first, a module's appended), then ftrace_update_code()."""
+        if not locs:
+            return 0
+        locs = sorted(locs)
+        new_pages = allocate_pages(len(locs))
+        if not new_pages:
+            return -ENOMEM
+        yield from self.ftrace_lock.acquire()
+        try:
+            if mod is None:
+                self.ftrace_warn_on(bool(self.records.pages), "ftrace_process_locs: core pages exist")
+            elif not self.records.pages:
+                return 0
+            pg_iter = iter(new_pages)
+            pg = next(pg_iter)
+            for addr in locs:
+                if not addr:
+                    continue
+                if pg.index == pg.capacity:
+                    pg = next(pg_iter)
+                pg.records.append(DynFtrace(addr, 0))
+            used = [p for p in new_pages if p.records]
+            self.records.pages.extend(used)
+            yield Point("ftrace_update_code", f"{sum(p.index for p in used)} records")
+            self.ftrace_update_code(mod, used)
+            return 0
+        finally:
+            self.ftrace_lock.release()
+
+    def ftrace_update_code(self, mod: object | None, new_pages: list[FtracePage]) -> int:
+        """ftrace_update_code(): every new site becomes the nop.
+
+        Module records are created DISABLED (the seed commit) so that no update touches them
+        until ftrace_module_enable().  Before it (legacy), the records were counted against
+        the enabled ops and enabled right here, while the module was still being formed."""
+        legacy_ref, legacy_test = 0, False
+        if mod is not None and self.variant == "legacy":
+            for ops in self.ops_list:
+                if ops.enabled:
+                    if ops.traces_mod():
+                        legacy_ref += 1
+                    else:
+                        legacy_test = True
+        rec_flags = FTRACE_FL_DISABLED if mod is not None and self.variant != "legacy" else 0
+        update_cnt = 0
+        for pg in new_pages:
+            for rec in pg.records:
+                if self.ftrace_disabled:
+                    return -1
+                if self.variant == "legacy":
+                    cnt = legacy_ref + (self.referenced_filters(rec) if legacy_test else 0)
+                    rec.flags = cnt
+                else:
+                    rec.flags = rec_flags
+                if not self.ftrace_code_disable(rec):
+                    break
+                update_cnt += 1
+                self._emit("added", rec, "DISABLED" if rec.flags & FTRACE_FL_DISABLED else "")
+                if self.variant == "legacy" and self.ftrace_start_up and rec.flags:
+                    failed = self.__ftrace_replace_code(rec, True)
+                    if failed:
+                        self.ftrace_bug(failed, rec)
+        self.update_tot_cnt += update_cnt
+        return 0
+
+    def ftrace_code_disable(self, rec: DynFtrace) -> bool:
+        """ftrace_code_disable(): `call __fentry__` -> nop, checked; ftrace_bug on failure."""
+        ret = self.arch.ftrace_make_nop(rec.ip, self.arch.addrs.mcount)
+        if ret:
+            self.bug_type = BugType.INIT
+            self.ftrace_bug(ret, rec)
+            return False
+        return True
+
+    def ftrace_init(self, locs: list[int]) -> Gen:
+        """ftrace_init(): the boot-time conversion of the core's call sites."""
+        if not locs:
+            self.env.printk("ftrace: No functions to be traced?\n")
+            self.ftrace_disabled = True
+            return 0
+        self.env.printk(f"ftrace: allocating {len(locs)} entries in {len(locs) // ENTRIES_PER_PAGE + 1} pages\n")
+        self.ftrace_enabled = True
+        return (yield from self.ftrace_process_locs(None, locs))
