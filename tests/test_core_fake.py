@@ -292,3 +292,19 @@ def test_check_record_chooses_the_right_action(state, count, enable):
     rec = DynFtrace(sites[0], flags)
     assert ftrace.ftrace_test_record(rec, enable) == _oracle_action(flags, enable)
     assert rec.flags == flags  # testing never commits
+
+
+def test_save_regs_ops_marks_records_regs_and_the_site_follows():
+    from ftrace_core.flags import FTRACE_FL_REGS, FTRACE_FL_REGS_EN, FTRACE_OPS_FL_SAVE_REGS
+
+    ftrace, text, env, sites = fake_ftrace(4)
+    plain = FtraceOps("plain", FUNC_A)
+    regs = FtraceOps("regs", FUNC_B, flags=FTRACE_OPS_FL_SAVE_REGS, filter_hash=FtraceHash([sites[0]]))
+    _run(ftrace.register_ftrace_function(plain))
+    _run(ftrace.register_ftrace_function(regs))
+    rec = ftrace.records.lookup(sites[0])
+    assert rec.flags & FTRACE_FL_REGS and rec.flags & FTRACE_FL_REGS_EN and rec.refs == 2
+    assert not ftrace.records.lookup(sites[1]).flags & FTRACE_FL_REGS
+    _run(ftrace.unregister_ftrace_function(regs))
+    assert not rec.flags & (FTRACE_FL_REGS | FTRACE_FL_REGS_EN) and rec.refs == 1
+    assert not ftrace.ftrace_disabled

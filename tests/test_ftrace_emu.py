@@ -253,3 +253,18 @@ def test_python_api_alloc_write_read_and_errors(system):
     assert info.value.errno == 2
     with pytest.raises(TracefsError, match="no tracer named 'blk'"):
         system.tracefs.write("current_tracer", "blk")
+
+
+@pytest.mark.parametrize("variant", ["legacy", "seed", "fixed"])
+def test_every_variant_traces_a_module_loaded_while_tracing_when_nothing_races(variant):
+    s = boot(variant)
+    s.tracefs.write("current_tracer", "function")
+    mod = s.insmod(guest.module_path("race_mod"), cpu=1)
+    for ip in mod.mcount_locs:
+        insn = next(md.disasm(s.read(ip, 5), ip))
+        assert insn.mnemonic == "call" and int(insn.op_str, 16) == s.symbol("ftrace_caller")
+    assert not s.ftrace.ftrace_disabled
+    s.tracefs.write("trace", "")
+    s.call("race_mod_compute", 1, cpu=1)
+    assert [s.env.name_ip(e.ip) for e in s.buffer.entries()] == ["race_mod_compute [race_mod]"]
+    assert str(s.kernel.machine.perms_at(mod.area("text").base)) == "r-x"
