@@ -37,7 +37,9 @@ _REG_NAMES = {
 MASK64 = (1 << 64) - 1
 
 #: Layout of struct percpu_area (guest/include/kernel.h).
-PERCPU_SELF, PERCPU_CPU, PERCPU_PID, PERCPU_COMM, PERCPU_CLOCK = 0, 8, 12, 16, 32
+PERCPU_SELF, PERCPU_CPU, PERCPU_PID, PERCPU_COMM, PERCPU_CLOCK, PERCPU_LOCK_DEPTH = 0, 8, 12, 16, 32, 40
+#: Slices a CPU may keep running inside a spinlocked section before it counts as stuck.
+SOFT_LOCKUP_SLICES = 20000
 #: Virtual nanoseconds charged per instruction of an expired quantum, and per finished call.
 NS_PER_INSN = 1
 NS_PER_CALL = 50
@@ -136,6 +138,8 @@ class Cpu:
         ctx = uc.context_save()
         rip = addr
         self._depth += 1
+        lock_depth = self.lock_depth()
+        stuck = 0
         try:
             while True:
                 self._publish_clock()
@@ -155,6 +159,7 @@ class Cpu:
                     raise pending
                 rip = uc.reg_read(UC_X86_REG_RIP)
                 if error is not None or self.machine.last_interrupt is not None:
+                    self._set_lock_depth(lock_depth)  # the oops ends this call's sections
                     raise self._fault(error, rip)
                 ctx = uc.context_save()
                 self._ctx = ctx
@@ -165,6 +170,14 @@ class Cpu:
                 if quantum:
                     self.insns += quantum
                     self.advance_clock(quantum * NS_PER_INSN)
+                if self.lock_depth():
+                    # Inside a spinlocked section: no switch here (see kernel.h).
+                    stuck += 1
+                    if stuck > SOFT_LOCKUP_SLICES:
+                        self._set_lock_depth(lock_depth)
+                        raise self._soft_lockup(rip)
+                    continue
+                stuck = 0
                 yield Quantum(self.index, rip)
         finally:
             self._depth -= 1
@@ -176,7 +189,24 @@ class Cpu:
         """Call guest code to completion, with no switching."""
         return run_to_completion(self.call(addr, *args))
 
+    def lock_depth(self) -> int:
+        """Spinlocks the guest holds on this CPU (struct percpu_area.lock_depth)."""
+        return int.from_bytes(self.machine.read(self.percpu + PERCPU_LOCK_DEPTH, 4), "little")
+
+    def _set_lock_depth(self, depth: int) -> None:
+        self.machine.write(self.percpu + PERCPU_LOCK_DEPTH, depth.to_bytes(4, "little"))
+
     # -- faults -------------------------------------------------------------------------------
+    def _soft_lockup(self, rip: int) -> GuestFault:
+        rsp = self.machine.uc.reg_read(UC_X86_REG_RSP)
+        report = "\n".join([
+            f"watchdog: BUG: soft lockup - CPU#{self.index} stuck in a spinlocked section "
+            f"for {SOFT_LOCKUP_SLICES} slices! [{self.task.comm}:{self.task.pid}]",
+            f"CPU: {self.index} PID: {self.task.pid} Comm: {self.task.comm} Not tainted 4.8.0-ftrace-emu #1",
+            f"RIP: 0010:{self.symbolizer.format(rip)}",
+            "Call Trace:", *(f" {f}" for f in self._backtrace(rsp))])
+        return GuestFault(report, cpu=self.index, rip=rip, address=None, kind="soft lockup")
+
     def _fault(self, error: UcError | None, rip: int) -> GuestFault:
         uc = self.machine.uc
         mem = self.machine.last_mem_fault

@@ -150,9 +150,9 @@ class ModuleLoader:
             self._free(mod)
             raise
         try:
-            yield Point("ftrace_module_init", f"{name}: {len(mod.mcount_locs)} call sites")
             for hook in list(self.hooks.formed):
                 yield from hook(mod)
+            yield Point("ftrace_module_init", f"{name}: {len(mod.mcount_locs)} call sites handed to ftrace")
         except BaseException:
             # The kernel's error path releases what the formed hooks set up (ftrace_release_mod).
             yield from self._going(mod)

@@ -1,8 +1,10 @@
 """Cooperative work on the emulated CPUs: kernel paths written in Python are generators that
 yield at the points where the real kernel could be interleaved with the other CPU.
 
-This module holds what every such path yields and the driver that runs one to completion
-with no interleaving; the two-CPU scheduler builds on the same protocol.
+This module holds what every such path yields (a named Point, just after the step it names,
+or just before trying a lock; emu.cpu.Quantum between slices of guest code; Blocked while a
+lock is held elsewhere), the locks, and the driver that runs one path with nothing else
+running.  emu.schedule alternates the CPUs.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ def ftrace_module_enable(ftrace: Ftrace, mod: ModuleLike) -> Iterator[object]:
             return
         started = ftrace.ftrace_start_up > 0
         if started:
+            ftrace.updating += 1
             yield from ftrace.arch.ftrace_arch_code_modify_prepare()
         failed_out = False
         for pg in list(ftrace.records.pages):
@@ -69,6 +70,7 @@ def ftrace_module_enable(ftrace: Ftrace, mod: ModuleLike) -> Iterator[object]:
                 break
         if started:
             yield from ftrace.arch.ftrace_arch_code_modify_post_process()
+            ftrace.updating -= 1
     finally:
         ftrace.ftrace_lock.release()
 

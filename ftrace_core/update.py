@@ -51,6 +51,8 @@ class Ftrace:
         self.bug_type = BugType.UNKNOWN
         self.bug_report: str | None = None
         self.update_tot_cnt = 0
+        #: Code updates in progress (between RW-prepare and RO-post-process).
+        self.updating = 0
         # Observers of record-level events (the timeline): fn(event, rec, detail).
         self.listeners: list[Callable[[str, DynFtrace, str], None]] = []
 
@@ -309,11 +311,15 @@ class Ftrace:
 
     def ftrace_run_update_code(self, command: int) -> Iterator[object]:
         """ftrace_run_update_code(): text RW, update, text RO."""
-        yield Point("ftrace_arch_code_modify_prepare", "set text rw")
-        yield from self.arch.ftrace_arch_code_modify_prepare()
-        yield from self.ftrace_modify_all_code(command)
-        yield Point("ftrace_arch_code_modify_post_process", "set text ro")
-        yield from self.arch.ftrace_arch_code_modify_post_process()
+        self.updating += 1
+        try:
+            yield from self.arch.ftrace_arch_code_modify_prepare()
+            yield Point("ftrace_arch_code_modify_prepare", "text is writable")
+            yield from self.ftrace_modify_all_code(command)
+            yield from self.arch.ftrace_arch_code_modify_post_process()
+        finally:
+            self.updating -= 1
+        yield Point("ftrace_arch_code_modify_post_process", "text is read-only")
 
     # -- ops registration -----------------------------------------------------------------------
     def update_ftrace_function(self) -> None:

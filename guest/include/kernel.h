@@ -70,6 +70,7 @@ struct percpu_area {
 	int pid;
 	char comm[16];
 	unsigned long clock_ns;
+	unsigned int lock_depth;	/* spinlocks held on this CPU */
 };
 
 static inline notrace unsigned int smp_processor_id(void)
@@ -84,6 +85,30 @@ static inline notrace struct percpu_area *this_cpu_area(void)
 	struct percpu_area *p;
 	asm volatile("movq %%gs:0, %0" : "=r"(p));
 	return p;
+}
+
+/*
+ * Spinlocks.  Each emulated CPU runs in slices of instructions, alternating with
+ * the other; the host never ends a slice while lock_depth is non-zero, so a
+ * section under a spinlock runs without the other CPU in between, as if its
+ * spinning were instantaneous.  The lock word itself is a real atomic exchange.
+ */
+typedef struct {
+	volatile int locked;
+} spinlock_t;
+#define DEFINE_SPINLOCK(x) spinlock_t x = { 0 }
+
+static inline notrace void spin_lock(spinlock_t *lock)
+{
+	asm volatile("incl %%gs:40" ::: "memory");
+	while (__atomic_exchange_n(&lock->locked, 1, __ATOMIC_ACQUIRE))
+		asm volatile("pause");
+}
+
+static inline notrace void spin_unlock(spinlock_t *lock)
+{
+	__atomic_store_n(&lock->locked, 0, __ATOMIC_RELEASE);
+	asm volatile("decl %%gs:40" ::: "memory");
 }
 
 /* lib.c */

@@ -34,6 +34,8 @@ struct super_block root_sb;
 static unsigned long nr_files;		/* struct files alive */
 unsigned long fsnotify_events;
 
+DEFINE_SPINLOCK(vfs_lock);
+
 static inline notrace struct files_struct *current_files(void)
 {
 	return &cpu_files[smp_processor_id() % NR_CPUS];
@@ -163,7 +165,7 @@ __noinline __noclone long vfs_open(struct file *file, struct dentry *dentry)
 	return do_dentry_open(file, dentry);
 }
 
-__noinline __noclone long do_sys_open(const char *filename, int flags)
+static inline __attribute__((always_inline)) long do_sys_open_locked(const char *filename, int flags)
 {
 	struct filename *tmp = getname(filename);
 	struct file *f;
@@ -184,6 +186,17 @@ __noinline __noclone long do_sys_open(const char *filename, int flags)
 	}
 	putname(tmp);
 	return fd;
+}
+
+/* Under vfs_lock: the filesystem's shared state is one CPU's at a time. */
+__noinline __noclone long do_sys_open(const char *filename, int flags)
+{
+	long ret;
+
+	spin_lock(&vfs_lock);
+	ret = do_sys_open_locked(filename, flags);
+	spin_unlock(&vfs_lock);
+	return ret;
 }
 EXPORT_SYMBOL(do_sys_open);
 
@@ -237,7 +250,7 @@ __noinline __noclone ssize_t vfs_write(struct file *file, const char *buf,
 	return ret;
 }
 
-__noinline __noclone long ksys_read(int fd, char *buf, size_t count)
+static inline __attribute__((always_inline)) long ksys_read_locked(int fd, char *buf, size_t count)
 {
 	struct fd f = fdget(fd);
 	loff_t pos;
@@ -251,9 +264,20 @@ __noinline __noclone long ksys_read(int fd, char *buf, size_t count)
 		f.file->f_pos = pos;
 	return ret;
 }
+
+/* Under vfs_lock: the filesystem's shared state is one CPU's at a time. */
+__noinline __noclone long ksys_read(int fd, char *buf, size_t count)
+{
+	long ret;
+
+	spin_lock(&vfs_lock);
+	ret = ksys_read_locked(fd, buf, count);
+	spin_unlock(&vfs_lock);
+	return ret;
+}
 EXPORT_SYMBOL(ksys_read);
 
-__noinline __noclone long ksys_write(int fd, const char *buf, size_t count)
+static inline __attribute__((always_inline)) long ksys_write_locked(int fd, const char *buf, size_t count)
 {
 	struct fd f = fdget(fd);
 	loff_t pos;
@@ -267,6 +291,17 @@ __noinline __noclone long ksys_write(int fd, const char *buf, size_t count)
 		f.file->f_pos = pos;
 	return ret;
 }
+
+/* Under vfs_lock: the filesystem's shared state is one CPU's at a time. */
+__noinline __noclone long ksys_write(int fd, const char *buf, size_t count)
+{
+	long ret;
+
+	spin_lock(&vfs_lock);
+	ret = ksys_write_locked(fd, buf, count);
+	spin_unlock(&vfs_lock);
+	return ret;
+}
 EXPORT_SYMBOL(ksys_write);
 
 __noinline __noclone long filp_close(struct file *filp)
@@ -275,13 +310,24 @@ __noinline __noclone long filp_close(struct file *filp)
 	return 0;
 }
 
-__noinline __noclone long ksys_close(int fd)
+static inline __attribute__((always_inline)) long ksys_close_locked(int fd)
 {
 	struct file *file = pick_file(current_files(), fd);
 
 	if (!file)
 		return -EBADF;
 	return filp_close(file);
+}
+
+/* Under vfs_lock: the filesystem's shared state is one CPU's at a time. */
+__noinline __noclone long ksys_close(int fd)
+{
+	long ret;
+
+	spin_lock(&vfs_lock);
+	ret = ksys_close_locked(fd);
+	spin_unlock(&vfs_lock);
+	return ret;
 }
 EXPORT_SYMBOL(ksys_close);
 

@@ -125,6 +125,7 @@ long do_mkdirat(const char *pathname, unsigned int mode);
 
 /* fs.c */
 extern struct super_block root_sb;
+extern spinlock_t vfs_lock;
 struct file *alloc_empty_file(unsigned int flags);
 long vfs_open(struct file *file, struct dentry *dentry);
 void fput(struct file *file);

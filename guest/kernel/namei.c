@@ -218,7 +218,7 @@ static __noinline __noclone long vfs_mkdir(struct inode *dir,
 	return dir->i_op->mkdir(dir, dentry, mode);
 }
 
-__noinline __noclone long do_unlinkat(const char *pathname)
+static inline __attribute__((always_inline)) long do_unlinkat_locked(const char *pathname)
 {
 	struct filename *name = getname(pathname);
 	struct nameidata nd;
@@ -247,7 +247,18 @@ out:
 	return err;
 }
 
-__noinline __noclone long do_mkdirat(const char *pathname, unsigned int mode)
+/* Under vfs_lock: the filesystem's shared state is one CPU's at a time. */
+__noinline __noclone long do_unlinkat(const char *pathname)
+{
+	long ret;
+
+	spin_lock(&vfs_lock);
+	ret = do_unlinkat_locked(pathname);
+	spin_unlock(&vfs_lock);
+	return ret;
+}
+
+static inline __attribute__((always_inline)) long do_mkdirat_locked(const char *pathname, unsigned int mode)
 {
 	struct filename *name = getname(pathname);
 	struct nameidata nd;
@@ -274,4 +285,15 @@ __noinline __noclone long do_mkdirat(const char *pathname, unsigned int mode)
 out:
 	putname(name);
 	return err;
+}
+
+/* Under vfs_lock: the filesystem's shared state is one CPU's at a time. */
+__noinline __noclone long do_mkdirat(const char *pathname, unsigned int mode)
+{
+	long ret;
+
+	spin_lock(&vfs_lock);
+	ret = do_mkdirat_locked(pathname, mode);
+	spin_unlock(&vfs_lock);
+	return ret;
 }

@@ -13,6 +13,7 @@ char __log_buf[LOG_BUF_LEN];
 unsigned long log_next;		/* bytes used in __log_buf */
 unsigned long log_dropped;	/* bytes that did not fit */
 static bool log_midline;
+static DEFINE_SPINLOCK(logbuf_lock);
 
 u64 local_clock(void)
 {
@@ -183,6 +184,7 @@ int vprintk(const char *fmt, va_list ap)
 		text += 2;
 		n -= 2;
 	}
+	spin_lock(&logbuf_lock);
 	if (!log_midline) {
 		int s = snprintf(stamp, sizeof(stamp), "[%5lu.%06lu] ",
 				 ns / 1000000000UL, (ns % 1000000000UL) / 1000);
@@ -190,6 +192,7 @@ int vprintk(const char *fmt, va_list ap)
 	}
 	log_store(text, n);
 	log_midline = n > 0 ? text[n - 1] != '\n' : log_midline;
+	spin_unlock(&logbuf_lock);
 	return n;
 }
 EXPORT_SYMBOL(vprintk);

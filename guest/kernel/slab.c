@@ -17,6 +17,7 @@ struct block {
 
 static u8 heap[HEAP_SIZE] __attribute__((aligned(16)));
 static struct block *free_list;
+static DEFINE_SPINLOCK(kmem_lock);
 unsigned long slab_allocated_bytes;
 
 void kmem_cache_init(void)
@@ -49,15 +50,18 @@ void *kmalloc(size_t size)
 	if (size == 0 || size > HEAP_SIZE)
 		return NULL;
 	size = ALIGN16(size);
+	spin_lock(&kmem_lock);
 	for (link = &free_list; (b = *link); link = &b->next) {
 		if (b->size >= size) {
 			*link = split_block(b, size);
 			b->magic = BLOCK_MAGIC;
 			b->next = NULL;
 			slab_allocated_bytes += b->size;
+			spin_unlock(&kmem_lock);
 			return b + 1;
 		}
 	}
+	spin_unlock(&kmem_lock);
 	return NULL;
 }
 EXPORT_SYMBOL(kmalloc);
@@ -101,6 +105,7 @@ void kfree(const void *p)
 		printk(KERN_ERR "kfree: bad pointer %p\n", p);
 		return;
 	}
+	spin_lock(&kmem_lock);
 	b->magic = 0;
 	slab_allocated_bytes -= b->size;
 	for (link = &free_list; *link && *link < b; link = &(*link)->next)
@@ -110,5 +115,6 @@ void kfree(const void *p)
 	coalesce(b);
 	if (prev)
 		coalesce(prev);
+	spin_unlock(&kmem_lock);
 }
 EXPORT_SYMBOL(kfree);
