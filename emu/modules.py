@@ -290,6 +290,7 @@ class ModuleLoader:
             mod.state = ModuleState.COMING
         finally:
             self.module_mutex.release()
+        yield Point("complete_formation", f"{mod.name}: COMING, text read-only")
 
     def set_all_modules_text_rw(self) -> Iterator[object]:
         """[4.8] set_all_modules_text_rw(): under module_mutex, every module's text becomes

@@ -6,6 +6,7 @@ Errors are mapped to one-line messages and exit codes in one place (`main`): 2 f
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -16,8 +17,10 @@ from rich.table import Table
 
 import guest
 from emu import errors as emu_errors
+from emu.schedule import ScheduleError
 from ftrace_core.errors import FtraceError
 from ftrace_core.system import boot as boot_system
+from ftrace_core.update import VARIANTS
 
 app = typer.Typer(
     help="An emulator-backed live function tracer: Linux's ftrace patching real gcc-built x86-64 code.",
@@ -29,7 +32,7 @@ _state = {"traceback": False}
 
 # Errors caused by what the user gave us (exit 2) versus the system failing (exit 1).
 _BAD_INPUT = (emu_errors.ElfError, emu_errors.ModuleLoadError, emu_errors.SymbolError, emu_errors.ToolchainError,
-              FileNotFoundError, FtraceError)
+              FileNotFoundError, FtraceError, ScheduleError)
 
 
 @app.callback()
@@ -50,7 +53,7 @@ def boot(
     """
     system = boot_system("fixed", image or guest.VMLINUX)
     kernel = system.kernel
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     console.print(kernel.dmesg(), end="", markup=False)
     table = Table(title="memory map", show_edge=False)
     for col in ("start", "end", "prot", "mapping"):
@@ -59,6 +62,96 @@ def boot(
         table.add_row(f"{entry.start:016x}", f"{entry.end:016x}", str(entry.perms), entry.name)
     console.print(table)
     console.print(f"ftrace: {len(system.ftrace.records)} call sites, all nops", markup=False)
+
+
+VARIANT_HELP = "Kernel variant: legacy (before the seed commit), seed (the commit), fixed (with the follow-up)."
+
+
+def _render_run(console: Console, result, timeline: bool) -> None:
+    bad = [name for name, ok in result.invariants.items() if not ok]
+    console.print(f"[bold]{result.variant}[/bold]: schedule {result.schedule}")
+    if timeline:
+        console.print(result.timeline.render(), markup=False, end="")
+    for cmd in result.commands:
+        line = f"  CPU {cmd.cpu}: $ {cmd.command}"
+        if cmd.error:
+            line += f"  -> {cmd.error}"
+        elif cmd.output and "\n" not in cmd.output.strip():
+            line += f"  -> {cmd.output.strip()}"
+        console.print(line, markup=False)
+        if cmd.output and "\n" in cmd.output.strip():
+            console.print(cmd.output, markup=False, end="")
+    if result.ftrace_disabled:
+        console.print("  ftrace: [red]DISABLED[/red] by ftrace_bug():")
+        for line in (result.bug or "").splitlines():
+            console.print(f"    {line}", markup=False)
+    else:
+        console.print("  ftrace: alive")
+    traced = ", ".join(result.traced_module_functions) or "(none)"
+    console.print(f"  module functions traced: {traced}", markup=False)
+    marks = "  ".join(f"{n} {'ok' if ok else 'FAIL'}" for n, ok in result.invariants.items())
+    console.print(f"  invariants: {marks}", markup=False)
+    for name in bad:
+        for why in result.violations.get(name, [])[:3]:
+            console.print(f"    {name}: {why}", markup=False)
+
+
+def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[str], quantum: Optional[int],
+                  timeline: bool, as_json: bool) -> None:
+    from .scenario import load_scenario, run_scenario
+
+    scenario = load_scenario(scenario_name)
+    results = [run_scenario(scenario, v, schedule, quantum) for v in variants]
+    if as_json:
+        if len(results) == 1:
+            print(json.dumps(results[0].to_json(), indent=2))
+        else:
+            print(json.dumps({"variants": {r.variant: r.to_json() for r in results}}, indent=2))
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    for result in results:
+        _render_run(console, result, timeline)
+    console.print(f"replay any of these with: --schedule '{results[-1].schedule}'", markup=False)
+
+
+def _variants(variant: Optional[str]) -> list[str]:
+    if variant is None:
+        return list(VARIANTS)
+    if variant not in VARIANTS:
+        raise FtraceError(f"unknown variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+    return [variant]
+
+
+@app.command()
+def race(
+    variant: Optional[str] = typer.Option(None, "--variant", "-v", help=VARIANT_HELP + " Default: all three."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", "-s", help="Schedule string (default: the race's own)."),
+    quantum: Optional[int] = typer.Option(None, "--quantum", "-q", help="Guest instructions per slice."),
+    timeline: bool = typer.Option(False, "--timeline", "-t", help="Show the CPU 0 / CPU 1 timeline."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per run (several: under 'variants')."),
+) -> None:
+    """Reproduce the module-load race of the seed commit: CPU 0 starts function tracing while CPU 1
+    loads race_mod, on the commit message's interleaving.
+
+    Example: ftrace-emu race --timeline
+    """
+    _run_variants("race", _variants(variant), schedule, quantum, timeline, as_json)
+
+
+@app.command()
+def run(
+    scenario: str = typer.Argument(..., help="A scenario file, or a built-in scenario name (race)."),
+    variant: Optional[str] = typer.Option(None, "--variant", "-v", help=VARIANT_HELP + " Default: fixed."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", "-s", help="Schedule string (default: the file's)."),
+    quantum: Optional[int] = typer.Option(None, "--quantum", "-q", help="Guest instructions per slice."),
+    timeline: bool = typer.Option(False, "--timeline", "-t", help="Show the CPU 0 / CPU 1 timeline."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object describing the run."),
+) -> None:
+    """Run a scenario file on two CPUs under a schedule and check the invariants.
+
+    Example: ftrace-emu run my.scn --variant seed --schedule '1 0' --timeline
+    """
+    _run_variants(scenario, _variants(variant or "fixed"), schedule, quantum, timeline, as_json)
 
 
 def main(argv: list[str] | None = None) -> int:

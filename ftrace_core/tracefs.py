@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from .system import System
 
 TRACERS = ("function", "nop")
+#: The files, for checking names before anything runs (scenario files, the CLI).
+WRITABLE_FILES = ("current_tracer", "set_ftrace_filter", "set_ftrace_notrace", "trace", "tracing_on")
+READABLE_FILES = ("available_filter_functions", "available_tracers", "current_tracer", "enabled_functions",
+                  "set_ftrace_filter", "set_ftrace_notrace", "trace", "trace_pipe", "tracing_on")
 
 
 class Tracefs:

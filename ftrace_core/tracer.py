@@ -89,6 +89,7 @@ class FunctionTracer:
         self.ftrace = ftrace
         self.buffer = buffer
         self.tracing_on = True
+        self.audit = None  # an invariants.CallAudit, told of each recorded entry
         self._busy = [False] * len(kernel.cpus)
         machine = kernel.machine
         self.direct = kernel.symbol("function_trace_call")
@@ -121,3 +122,5 @@ class FunctionTracer:
             return
         cpu.advance_clock(TRACE_EVENT_NS)
         self.buffer.record(TraceEntry(cpu.clock_ns, cpu.index, cpu.task.comm, cpu.task.pid, ip, parent_ip))
+        if self.audit is not None:
+            self.audit.on_traced(cpu.index, ip, parent_ip)

@@ -50,6 +50,7 @@ class Ftrace:
         self.ftrace_lock = Lock("ftrace_lock")
         self.bug_type = BugType.UNKNOWN
         self.bug_report: str | None = None
+        self.bug_ip: int | None = None  # the call site ftrace_bug reported
         self.update_tot_cnt = 0
         #: Code updates in progress (between RW-prepare and RO-post-process).
         self.updating = 0
@@ -82,6 +83,9 @@ class Ftrace:
         for line in lines:
             self.env.printk(line)
         self.bug_report = "".join(lines)
+        self.bug_ip = rec.ip if rec is not None else None
+        if rec is not None:
+            self._emit("bug", rec, lines[0].split(" [<")[0])
         self.ftrace_kill()
 
     def _read_site(self, ip: int) -> bytes | None:

@@ -268,3 +268,10 @@ def test_every_variant_traces_a_module_loaded_while_tracing_when_nothing_races(v
     s.call("race_mod_compute", 1, cpu=1)
     assert [s.env.name_ip(e.ip) for e in s.buffer.entries()] == ["race_mod_compute [race_mod]"]
     assert str(s.kernel.machine.perms_at(mod.area("text").base)) == "r-x"
+
+
+def test_the_file_lists_match_what_tracefs_serves(system):
+    from ftrace_core.tracefs import READABLE_FILES, WRITABLE_FILES
+
+    assert sorted(WRITABLE_FILES) == sorted(system.tracefs._writers)
+    assert sorted(READABLE_FILES) == system.tracefs.files

@@ -1,0 +1,144 @@
+"""The invariants of DESIGN.md section 6, checked after a run from independent evidence:
+guest memory read back and disassembled, page protections read from Unicorn, reference
+counts recomputed from the ops' hashes, and every function entry observed by an execution
+hook (not by the tracer) compared with what the trace recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+from unicorn import unicorn_const as uc_const
+from unicorn.x86_const import UC_X86_REG_RSP
+
+from emu.modules import ModuleState
+
+from .arch_x86 import NOP5
+from .flags import FTRACE_FL_DISABLED, FTRACE_FL_ENABLED, FTRACE_OPS_FL_ADDING, FTRACE_OPS_FL_REMOVING, ftrace_rec_count
+from .hash import hash_contains_ip
+
+INVARIANTS = ("ftrace_alive", "ref_counts", "call_sites", "text_read_only", "calls_traced")
+
+_md = Cs(CS_ARCH_X86, CS_MODE_64)
+
+
+@dataclass
+class CallAudit:
+    """Ground truth for "every enabled function, when called, is traced once, with its
+    parent": an execution hook on every call site sees each function entry; a call counts
+    when the function tracer is on, selects the function, and no code update is under way."""
+
+    system: object
+    hooks: dict = field(default_factory=dict)  # ip -> HookHandle
+    expected: dict = field(default_factory=dict)  # cpu -> (ip, parent) awaiting its trace entry
+    missed: list = field(default_factory=list)  # (cpu, ip, parent) never traced
+    extra: list = field(default_factory=list)  # traced twice for one entry
+    counted: int = 0
+
+    def install(self) -> None:
+        s = self.system
+        for rec in s.ftrace.records:
+            self._hook(rec.ip)
+        s.kernel.machine.uc.ctl_flush_tb()  # code that already ran must see the new hooks
+        s.kernel.modules.hooks.formed.append(self._module_formed)
+        s.kernel.modules.hooks.going.append(self._module_going)
+        s.tracer.audit = self
+
+    def _hook(self, ip: int) -> None:
+        if ip not in self.hooks:
+            self.hooks[ip] = self.system.kernel.machine.hooks.add(uc_const.UC_HOOK_CODE, self._on_entry, ip, ip)
+
+    def _module_formed(self, mod):
+        for ip in mod.mcount_locs:
+            self._hook(ip)
+        yield from ()
+
+    def _module_going(self, mod):
+        for ip in mod.mcount_locs:
+            handle = self.hooks.pop(ip, None)
+            if handle is not None:
+                self.system.kernel.machine.hooks.remove(handle)
+        yield from ()
+
+    def _counting(self, ip: int) -> bool:
+        s = self.system
+        ops, ftrace = s.global_ops, s.ftrace
+        return (ops in ftrace.ops_list and ops.enabled and not ops.flags & (FTRACE_OPS_FL_ADDING | FTRACE_OPS_FL_REMOVING)
+                and ftrace.updating == 0 and s.tracer.tracing_on
+                and hash_contains_ip(ip, ops.filter_hash, ops.notrace_hash))
+
+    def _on_entry(self, uc, address: int, size: int, data: object) -> None:
+        cpu = self.system.kernel.machine.running_cpu
+        if cpu is None:
+            return
+        self.settle(cpu.index)
+        if self._counting(address):
+            parent = int.from_bytes(uc.mem_read(uc.reg_read(UC_X86_REG_RSP), 8), "little")
+            self.expected[cpu.index] = (address, parent)
+            self.counted += 1
+
+    def on_traced(self, cpu: int, ip: int, parent: int) -> None:
+        """Called by the function tracer for each entry it records."""
+        if self.expected.get(cpu) == (ip, parent):
+            del self.expected[cpu]
+        elif self._counting(ip) and self.expected.get(cpu) is None and ip in self.hooks:
+            self.extra.append((cpu, ip, parent))
+
+    def settle(self, cpu: int) -> None:
+        pending = self.expected.pop(cpu, None)
+        if pending is not None:
+            self.missed.append((cpu, *pending))
+
+    def finish(self) -> None:
+        for cpu in list(self.expected):
+            self.settle(cpu)
+
+
+def check(system, audit: CallAudit | None) -> tuple[dict[str, bool], dict[str, list[str]]]:
+    """Evaluate every invariant; returns (name -> holds, name -> what broke it)."""
+    why: dict[str, list[str]] = {name: [] for name in INVARIANTS}
+    ftrace, env = system.ftrace, system.env
+    if ftrace.ftrace_disabled:
+        why["ftrace_alive"].append(f"ftrace disabled by ftrace_bug: {(ftrace.bug_report or '').splitlines()[0:1]}")
+
+    for rec in ftrace.records:
+        name = env.format_ip(rec.ip)
+        if rec.flags & FTRACE_FL_DISABLED:
+            want = 0
+        else:
+            want = sum(1 for ops in ftrace.ops_list
+                       if ops.enabled and hash_contains_ip(rec.ip, ops.filter_hash, ops.notrace_hash))
+        if ftrace_rec_count(rec.flags) != want or bool(rec.flags & FTRACE_FL_ENABLED) != (want > 0):
+            why["ref_counts"].append(f"{name}: flags {rec.flags:#x}, {want} ops select it")
+        code = system.read(rec.ip, 5)
+        insn = next(_md.disasm(code, rec.ip), None)
+        if rec.flags & FTRACE_FL_ENABLED:
+            target = ftrace.ftrace_get_addr_curr(rec)
+            ok = insn is not None and insn.mnemonic == "call" and int(insn.op_str, 16) == target
+            if not ok:
+                why["call_sites"].append(f"{name}: enabled but holds {code.hex(' ')}, not a call to {target:#x}")
+        elif code != NOP5 or insn is None or insn.mnemonic != "nop":
+            why["call_sites"].append(f"{name}: not enabled but holds {code.hex(' ')}, not the 5-byte nop")
+
+    machine = system.kernel.machine
+    for seg in system.kernel.segments:
+        perms = machine.perms_at(seg.start)
+        if perms != seg.perms:
+            why["text_read_only"].append(f"{seg.name} is {perms}, should be {seg.perms}")
+    for mod in system.kernel.modules.modules:
+        if mod.state == ModuleState.UNFORMED:
+            continue
+        for area in mod.areas:
+            perms = machine.perms_at(area.base)
+            if perms != area.final:
+                why["text_read_only"].append(f"{mod.name} .{area.kind} is {perms}, should be {area.final}")
+
+    if audit is not None:
+        audit.finish()
+        for cpu, ip, parent in audit.missed:
+            why["calls_traced"].append(f"CPU {cpu}: call of {env.name_ip(ip)} from {env.name_ip(parent)} not traced")
+        for cpu, ip, parent in audit.extra:
+            why["calls_traced"].append(f"CPU {cpu}: {env.name_ip(ip)} traced more than once for one call")
+    return {name: not why[name] for name in INVARIANTS}, {k: v for k, v in why.items() if v}
+

@@ -1,0 +1,299 @@
+"""Scenarios: what each CPU does, in a small shell-like language, and running one on a
+booted system under a schedule.
+
+    # comment
+    task 0 bash 1042                    the task (comm, pid) each CPU runs as
+    cpu 0: echo function > current_tracer
+    cpu 0: echo 'vfs_*' >> set_ftrace_filter
+    cpu 0: cat enabled_functions
+    cpu 1: insmod race_mod.ko           a path, relative to the scenario file, or a shipped module
+    cpu 1: rmmod race_mod
+    cpu 1: call race_mod_work 3         a guest function with integer arguments
+    schedule: 1@ftrace_module_init 0    the default schedule (see emu.schedule)
+
+Each CPU runs its commands in order, as one task; a command that fails is reported like a
+shell would and the next one runs.  Built-in scenarios (`race`) are files in ./scenarios.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generator
+
+import guest
+from emu.cpu import Task
+from emu.errors import EmuError, GuestFault
+from emu.sched import Point
+from emu.schedule import Schedule, ScheduleError, Scheduler
+
+from .errors import FtraceError
+from .invariants import CallAudit, check
+from .timeline import Timeline
+from .tracefs import READABLE_FILES, WRITABLE_FILES
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
+DEFAULT_TASKS = {0: ("bash", 1042), 1: ("insmod", 2001)}
+NR_CPUS = 2
+
+
+class ScenarioError(FtraceError):
+    """A scenario file that cannot be used: `file:line: what is wrong`."""
+
+
+@dataclass(frozen=True)
+class Command:
+    cpu: int
+    line: int
+    text: str
+    kind: str  # echo, cat, insmod, rmmod, call
+    args: tuple
+
+
+@dataclass
+class Scenario:
+    path: str
+    commands: dict[int, list[Command]] = field(default_factory=dict)
+    tasks: dict[int, tuple[str, int]] = field(default_factory=lambda: dict(DEFAULT_TASKS))
+    schedule: str | None = None
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.scn"))
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A built-in scenario by name, or a scenario file."""
+    text_name = str(name_or_path)
+    builtin = BUILTIN_DIR / f"{text_name}.scn"
+    path = builtin if builtin.is_file() and "/" not in text_name else Path(name_or_path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read scenario ({exc.strerror}); built-in scenarios: "
+                            f"{', '.join(builtin_names())}") from None
+    return parse_scenario(text, str(path))
+
+
+def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
+    scn = Scenario(path)
+    base = Path(path).resolve().parent
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+
+        def fail(msg: str) -> ScenarioError:
+            return ScenarioError(f"{path}:{lineno}: {msg}")
+
+        if line.startswith("schedule:"):
+            sched = line.split(":", 1)[1].strip()
+            try:
+                Schedule.parse(sched, NR_CPUS)
+            except ScheduleError as exc:
+                raise fail(str(exc)) from None
+            scn.schedule = sched
+            continue
+        if line.startswith("task "):
+            parts = line.split()
+            if len(parts) != 4 or not parts[1].isdigit() or not parts[3].isdigit():
+                raise fail(f"expected 'task CPU COMM PID', got {line!r}")
+            cpu = _cpu(parts[1], fail)
+            scn.tasks[cpu] = (parts[2][:15], int(parts[3]))
+            continue
+        if not line.startswith("cpu "):
+            raise fail(f"expected 'cpu N: COMMAND', 'task CPU COMM PID' or 'schedule: ...', got {line!r}")
+        head, sep, command = line.partition(":")
+        if not sep or not command.strip():
+            raise fail(f"expected 'cpu N: COMMAND', got {line!r}")
+        cpu = _cpu(head[4:].strip(), fail)
+        scn.commands.setdefault(cpu, []).append(_parse_command(cpu, lineno, command.strip(), base, fail))
+    if not scn.commands:
+        raise ScenarioError(f"{path}: no commands (lines like 'cpu 0: echo function > current_tracer')")
+    return scn
+
+
+def _cpu(text: str, fail) -> int:
+    if not text.isdigit() or int(text) >= NR_CPUS:
+        raise fail(f"no CPU {text!r}: CPUs are 0-{NR_CPUS - 1}")
+    return int(text)
+
+
+def _parse_command(cpu: int, lineno: int, text: str, base: Path, fail) -> Command:
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise fail(f"{text!r}: {exc}") from None
+    verb, rest = argv[0], argv[1:]
+    if verb == "echo":
+        for redirect in (">>", ">"):
+            if redirect in rest:
+                i = rest.index(redirect)
+                if i != len(rest) - 2:
+                    raise fail(f"{text!r}: expected 'echo VALUE {redirect} FILE'")
+                file = rest[-1]
+                if file not in WRITABLE_FILES:
+                    raise fail(f"{file!r} is not a writable tracefs file (writable: {', '.join(WRITABLE_FILES)})")
+                return Command(cpu, lineno, text, "echo", (" ".join(rest[:i]), file, redirect == ">>"))
+        raise fail(f"{text!r}: echo needs '> FILE' or '>> FILE'")
+    if verb == "cat":
+        if len(rest) != 1 or rest[0] not in READABLE_FILES:
+            raise fail(f"{text!r}: expected 'cat FILE' with FILE one of {', '.join(READABLE_FILES)}")
+        return Command(cpu, lineno, text, "cat", (rest[0],))
+    if verb == "insmod":
+        if len(rest) != 1:
+            raise fail(f"{text!r}: expected 'insmod PATH'")
+        path = (base / rest[0]) if (base / rest[0]).is_file() else guest.module_path(rest[0])
+        if not path.is_file():
+            raise fail(f"insmod: {rest[0]}: no such module file (looked beside the scenario and in the guest modules)")
+        return Command(cpu, lineno, text, "insmod", (str(path),))
+    if verb == "rmmod":
+        if len(rest) != 1:
+            raise fail(f"{text!r}: expected 'rmmod NAME'")
+        return Command(cpu, lineno, text, "rmmod", (rest[0].removesuffix(".ko"),))
+    if verb == "call":
+        if not rest:
+            raise fail(f"{text!r}: expected 'call SYMBOL ARGS...'")
+        try:
+            args = tuple(int(a, 0) for a in rest[1:])
+        except ValueError:
+            raise fail(f"{text!r}: arguments must be integers") from None
+        if len(args) > 6:
+            raise fail(f"{text!r}: at most 6 integer arguments")
+        return Command(cpu, lineno, text, "call", (rest[0], *args))
+    raise fail(f"unknown command {verb!r} (commands: echo, cat, insmod, rmmod, call)")
+
+
+@dataclass
+class CommandResult:
+    cpu: int
+    command: str
+    output: str = ""
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return {"cpu": self.cpu, "command": self.command, "output": self.output, "error": self.error}
+
+
+@dataclass
+class RunResult:
+    variant: str
+    schedule: str
+    ftrace_disabled: bool
+    bug: str | None
+    faulting_ip: str | None
+    traced_module_functions: list[str]
+    invariants: dict[str, bool]
+    violations: dict[str, list[str]]
+    commands: list[CommandResult]
+    trace: str
+    dmesg: str
+    timeline: Timeline
+
+    @property
+    def ok(self) -> bool:
+        return all(self.invariants.values())
+
+    def to_json(self) -> dict:
+        return {
+            "variant": self.variant,
+            "schedule": self.schedule,
+            "ftrace_disabled": self.ftrace_disabled,
+            "bug": self.bug,
+            "faulting_ip": self.faulting_ip,
+            "traced_module_functions": self.traced_module_functions,
+            "invariants": self.invariants,
+            "violations": self.violations,
+            "commands": [c.to_json() for c in self.commands],
+            "timeline": self.timeline.to_json(),
+        }
+
+
+def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | None = None,
+                 quantum: int | None = None, system=None) -> RunResult:
+    """Boot (unless given a system), run every CPU's commands under the schedule (the
+    argument, else the scenario's, else round-robin), check the invariants."""
+    from .system import boot
+
+    sched = Schedule.parse(schedule if schedule is not None else (scenario.schedule or "rr"), NR_CPUS)
+    if quantum is not None:
+        sched.quantum = quantum
+    system = system or boot(variant)
+    audit = CallAudit(system)
+    audit.install()
+    results: list[CommandResult] = []
+    tasks = {cpu: _cpu_task(system, cpu, scenario, cmds, results, sched.quantum)
+             for cpu, cmds in sorted(scenario.commands.items())}
+    kernel = system.kernel
+
+    def switch(cpu: int) -> None:
+        kernel.current_cpu = cpu
+
+    scheduler = Scheduler(tasks, on_switch=switch)
+    timeline = Timeline(system, NR_CPUS)
+    timeline.attach(scheduler)
+    try:
+        ran = scheduler.run(sched)
+    finally:
+        timeline.detach()
+        kernel.current_cpu = 0
+    invariants, violations = check(system, audit)
+    ftrace = system.ftrace
+    env = system.env
+    module_funcs = sorted({env.name_ip(e.ip).split(" [")[0] for e in system.buffer.entries()
+                           if kernel.kallsyms.lookup(e.ip) and kernel.kallsyms.lookup(e.ip)[0].module})
+    return RunResult(
+        variant=system.variant,
+        schedule=ran,
+        ftrace_disabled=ftrace.ftrace_disabled,
+        bug=ftrace.bug_report,
+        faulting_ip=env.format_ip(ftrace.bug_ip) if ftrace.bug_ip is not None else None,
+        traced_module_functions=module_funcs,
+        invariants=invariants,
+        violations=violations,
+        commands=sorted(results, key=lambda r: (r.cpu,)),
+        trace=system.tracefs.read("trace"),
+        dmesg=system.dmesg(),
+        timeline=timeline,
+    )
+
+
+def _cpu_task(system, cpu: int, scenario: Scenario, commands: list[Command], results: list[CommandResult],
+              quantum: int) -> Generator[object, None, None]:
+    comm, pid = scenario.tasks.get(cpu, DEFAULT_TASKS.get(cpu, ("bash", 1000 + cpu)))
+    kernel = system.kernel
+    kernel.cpus[cpu].set_task(Task(comm, pid))
+    for cmd in commands:
+        yield Point("command", cmd.text)
+        result = CommandResult(cpu, cmd.text)
+        results.append(result)
+        try:
+            result.output = yield from _execute(system, cmd, quantum)
+        except GuestFault as exc:
+            for line in exc.report.splitlines():
+                kernel.printk(line + "\n", cpu)
+            result.error = exc.report.splitlines()[0]
+        except (FtraceError, EmuError) as exc:
+            result.error = f"{cmd.kind}: {exc}"
+
+
+def _execute(system, cmd: Command, quantum: int) -> Generator[object, None, str]:
+    kernel = system.kernel
+    cpu = kernel.cpus[cmd.cpu]
+    if cmd.kind == "echo":
+        value, file, append = cmd.args
+        yield from system.tracefs.write_steps(file, value, append)
+        return ""
+    if cmd.kind == "cat":
+        return system.tracefs.read(cmd.args[0])
+    if cmd.kind == "insmod":
+        path = cmd.args[0]
+        mod = yield from kernel.modules.load_module(cpu, Path(path).read_bytes(), path, quantum)
+        return mod.name
+    if cmd.kind == "rmmod":
+        yield from kernel.modules.delete_module(cpu, cmd.args[0], quantum)
+        return ""
+    symbol, *args = cmd.args
+    ret = yield from cpu.call(kernel.symbol(symbol), *args, quantum=quantum)
+    return str(ret)
