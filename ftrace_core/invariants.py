@@ -100,7 +100,8 @@ def check(system, audit: CallAudit | None) -> tuple[dict[str, bool], dict[str, l
     why: dict[str, list[str]] = {name: [] for name in INVARIANTS}
     ftrace, env = system.ftrace, system.env
     if ftrace.ftrace_disabled:
-        why["ftrace_alive"].append(f"ftrace disabled by ftrace_bug: {(ftrace.bug_report or '').splitlines()[0:1]}")
+        first = (ftrace.bug_report or "ftrace_kill() without a report").splitlines()[0]
+        why["ftrace_alive"].append(f"ftrace disabled by ftrace_bug: {first}")
 
     for rec in ftrace.records:
         name = env.format_ip(rec.ip)

@@ -123,7 +123,7 @@ class Timeline:
             text = row.text
             if row.key is not None:
                 if row.key[0] == "quantum":
-                    text = f"runs guest code ({row.count} slice{'s' if row.count > 1 else ''}, in {row.last})"
+                    text = f"runs guest code ({row.count} slice{'s' if row.count > 1 else ''})"
                 elif row.count == 1:
                     text = f"{row.first}: {_RECORD_EVENTS[row.key[1]]}"
                 else:
