@@ -93,6 +93,9 @@ class Machine:
         self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         self.hooks = HookRegistry(self.uc)
         self._names: dict[int, tuple[int, str]] = {}  # mapping start -> (end, name)
+        # Unicorn's region list, read back after each map/unmap/protect (the only places it
+        # changes), so host accesses need not ask Unicorn every time.
+        self._regions: list[tuple[int, int, Perm]] = []
         self.last_mem_fault: MemFault | None = None
         self.last_interrupt: int | None = None
         self.running_cpu = None  # the emu.cpu.Cpu inside emu_start, for hooks to ask
@@ -111,17 +114,20 @@ class Machine:
         except UcError as exc:
             raise MemoryAccessError(f"{name}: cannot map {start:#x}+{size:#x}: {exc}") from None
         self._names[start] = (start + size, name)
+        self._reload_regions()
 
     def unmap(self, start: int) -> None:
         """Unmap the mapping that map() created at start."""
         end, _ = self._names.pop(start)
         self.uc.mem_unmap(start, end - start)
         self.uc.ctl_remove_cache(start, end)
+        self._reload_regions()
 
     def protect(self, start: int, size: int, perms: Perm, why: str = "") -> None:
         """The one place page protections change (and the event observers see)."""
         start_al, end_al = page_align_down(start), page_align_up(start + size)
         self.uc.mem_protect(start_al, end_al - start_al, int(perms))
+        self._reload_regions()
         for listener in list(self.protect_listeners):
             listener(start_al, end_al, perms, why)
 
@@ -138,18 +144,21 @@ class Machine:
             entries.append(MapEntry(begin, end + 1, Perm(perms), self.name_of(begin) or "?"))
         return entries
 
+    def _reload_regions(self) -> None:
+        self._regions = sorted((begin, end + 1, Perm(perms)) for begin, end, perms in self.uc.mem_regions())
+
     def perms_at(self, addr: int) -> Perm | None:
-        for begin, end, perms in self.uc.mem_regions():
-            if begin <= addr <= end:
-                return Perm(perms)
+        for begin, end, perms in self._regions:
+            if begin <= addr < end:
+                return perms
         return None
 
     def iter_ranges(self, start: int, size: int) -> Iterator[tuple[int, int, Perm]]:
         """(begin, end_exclusive, perms) for each mapped piece overlapping [start, start+size)."""
-        for begin, end, perms in sorted(self.uc.mem_regions()):
-            lo, hi = max(begin, start), min(end + 1, start + size)
+        for begin, end, perms in self._regions:
+            lo, hi = max(begin, start), min(end, start + size)
             if lo < hi:
-                yield lo, hi, Perm(perms)
+                yield lo, hi, perms
 
     # -- host access ----------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:

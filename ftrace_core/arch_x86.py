@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from .flags import EFAULT, EINVAL, EPERM
+from .flags import EFAULT, EINVAL, EPERM, UpdateAction
 from .text import TextFault, TextPort
 
 MCOUNT_INSN_SIZE = 5
@@ -70,16 +70,51 @@ class ArchX86:
             return -EPERM
         return 0
 
+    def ftrace_modify_code_batch(self, sites: list[tuple[int, bytes, bytes]]) -> tuple[int, int]:
+        """ftrace_modify_code_direct() over many sites in order, with their writes done in one
+        pass on the CPU: every site is verified first, the verified ones written.  Returns
+        (sites done, 0) or (index of the first failure, -errno), as the site-by-site loop
+        stopping at its first failure would leave things."""
+        writes: list[tuple[int, bytes]] = []
+        failed = 0
+        for ip, old, new in sites:
+            try:
+                replaced = self.text.read(ip, MCOUNT_INSN_SIZE)
+            except TextFault:
+                failed = -EFAULT
+            else:
+                failed = -EINVAL if replaced != old else 0
+            if failed:
+                self.ftrace_expected = old
+                break
+            writes.append((ip, new))
+        landed = self.text.write_batch(writes) if writes else 0
+        if landed < len(writes):
+            self.ftrace_expected = sites[landed][1]
+            return landed, -EPERM
+        return landed, failed
+
+    def call_bytes(self, ip: int, addr: int) -> bytes:
+        return ftrace_call_replace(ip, addr)
+
+    def site_bytes(self, ip: int, action: UpdateAction, new_addr: int, cur_addr: int) -> tuple[bytes, bytes]:
+        """(expected, new) bytes for an action, as make_call / make_nop / modify_call use."""
+        if action == UpdateAction.MAKE_CALL:
+            return NOP5, ftrace_call_replace(ip, new_addr)
+        if action == UpdateAction.MAKE_NOP:
+            return ftrace_call_replace(ip, cur_addr), NOP5
+        return ftrace_call_replace(ip, cur_addr), ftrace_call_replace(ip, new_addr)
+
     def ftrace_make_nop(self, ip: int, addr: int) -> int:
         """A call to addr at ip becomes the nop."""
-        return self.ftrace_modify_code_direct(ip, ftrace_call_replace(ip, addr), NOP5)
+        return self.ftrace_modify_code_direct(ip, *self.site_bytes(ip, UpdateAction.MAKE_NOP, 0, addr))
 
     def ftrace_make_call(self, ip: int, addr: int) -> int:
         """The nop at ip becomes a call to addr."""
-        return self.ftrace_modify_code_direct(ip, NOP5, ftrace_call_replace(ip, addr))
+        return self.ftrace_modify_code_direct(ip, *self.site_bytes(ip, UpdateAction.MAKE_CALL, addr, 0))
 
     def ftrace_modify_call(self, ip: int, old_addr: int, addr: int) -> int:
-        return self.ftrace_modify_code_direct(ip, ftrace_call_replace(ip, old_addr), ftrace_call_replace(ip, addr))
+        return self.ftrace_modify_code_direct(ip, *self.site_bytes(ip, UpdateAction.MODIFY_CALL, addr, old_addr))
 
     def ftrace_update_ftrace_func(self, func: int) -> int:
         """Point the trampoline's ftrace_call site at func (whatever it calls now)."""

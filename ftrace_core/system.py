@@ -46,6 +46,15 @@ class EmulatedText:
         except GuestFault as exc:
             raise TextFault(exc.address or ip, str(exc)) from None
 
+    def write_batch(self, writes: list[tuple[int, bytes]]) -> int:
+        try:
+            self.kernel.text.write(self.kernel.cpus[self.kernel.current_cpu], writes)
+        except TextWriteFault as exc:
+            return exc.index
+        except GuestFault as exc:
+            raise TextFault(exc.address or 0, str(exc)) from None
+        return len(writes)
+
     def prepare(self) -> Iterator[object]:
         self.kernel.set_kernel_text_rw()
         yield Point("set_kernel_text_rw", "kernel .text rwx")

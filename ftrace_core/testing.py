@@ -40,6 +40,14 @@ class FakeText:
         self.mem[off:off + len(data)] = data
         self.writes.append((ip, bytes(data)))
 
+    def write_batch(self, writes: list[tuple[int, bytes]]) -> int:
+        for i, (ip, data) in enumerate(writes):
+            try:
+                self.write(ip, data)
+            except TextFault:
+                return i
+        return len(writes)
+
     def prepare(self) -> Iterator[object]:
         self.writable = True
         yield Point("fake:text_rw")

@@ -25,6 +25,9 @@ class TextPort(Protocol):
     def write(self, ip: int, data: bytes) -> None:
         """probe_kernel_write by the CPU doing the work: TextFault if the store faults."""
 
+    def write_batch(self, writes: list[tuple[int, bytes]]) -> int:
+        """Several writes in order in one pass; how many landed before one faulted."""
+
     def prepare(self) -> Iterator[object]:
         """ftrace_arch_code_modify_prepare's permission step: text writable."""
 

@@ -14,7 +14,7 @@ from typing import Callable, Generator, Iterator
 from emu.sched import Lock, Point
 
 from . import bug
-from .arch_x86 import ArchX86
+from .arch_x86 import NOP5, ArchX86
 from .env import KernelEnv
 from .flags import (
     EINVAL, ENODEV, ENOMEM, FTRACE_DISABLE_CALLS, FTRACE_FL_DISABLED, FTRACE_FL_ENABLED, FTRACE_FL_REGS,
@@ -27,6 +27,8 @@ from .ops import FtraceOps
 from .records import ENTRIES_PER_PAGE, DynFtrace, FtracePage, RecordTable, allocate_pages
 
 VARIANTS = ("legacy", "seed", "fixed")
+_BUG_TYPES = {UpdateAction.MAKE_CALL: BugType.CALL, UpdateAction.MAKE_NOP: BugType.NOP,
+              UpdateAction.MODIFY_CALL: BugType.UPDATE}
 
 Gen = Generator[object, None, int]
 
@@ -52,6 +54,8 @@ class Ftrace:
         self.bug_report: str | None = None
         self.bug_ip: int | None = None  # the call site ftrace_bug reported
         self.update_tot_cnt = 0
+        #: Make every call-site rewrite a point of its own (finer interleaving, slower).
+        self.record_points = True
         #: Code updates in progress (between RW-prepare and RO-post-process).
         self.updating = 0
         # Observers of record-level events (the timeline): fn(event, rec, detail).
@@ -281,8 +285,16 @@ class Ftrace:
         return self.__ftrace_replace_code(rec, enable)
 
     def ftrace_replace_code(self, enable: bool) -> Iterator[object]:
-        """ftrace_replace_code(): rewrite every record that needs it; stop at the first failure."""
+        """ftrace_replace_code(): rewrite every record that needs it; stop at the first failure.
+
+        With record_points, each rewrite is a point of its own (another CPU may run between
+        two of them); otherwise the decisions are made in the same order and the writes land
+        in one pass on the CPU, leaving records, text and any failure exactly as the
+        record-by-record loop would."""
         if self.ftrace_disabled:
+            return
+        if not self.record_points:
+            yield from self._replace_code_batched(enable)
             return
         for rec in self.records:
             if rec.flags & FTRACE_FL_DISABLED:
@@ -295,6 +307,28 @@ class Ftrace:
             if failed:
                 self.ftrace_bug(failed, rec)
                 return
+
+    def _replace_code_batched(self, enable: bool) -> Iterator[object]:
+        plan = []
+        for rec in self.records:
+            if rec.flags & FTRACE_FL_DISABLED:
+                self._emit("skip_disabled", rec)
+                continue
+            action, new_addr, cur_addr = self.plan_record(rec, enable)
+            if action != UpdateAction.IGNORE:
+                old, new = self.arch.site_bytes(rec.ip, action, new_addr, cur_addr)
+                plan.append((rec, action, old, new))
+        done, failed = self.arch.ftrace_modify_code_batch([(rec.ip, old, new) for rec, _, old, new in plan])
+        for rec, action, _, _ in plan[:done]:
+            self.ftrace_update_record(rec, enable)
+            self._emit(action.name.lower(), rec)
+        if failed:
+            rec, action = plan[done][0], plan[done][1]
+            self.ftrace_update_record(rec, enable)
+            self.bug_type = _BUG_TYPES[action]
+            self._emit("fault", rec, str(failed))
+            self.ftrace_bug(failed, rec)
+        yield Point("ftrace_replace_code", f"{done} call sites")
 
     def ftrace_modify_all_code(self, command: int) -> Iterator[object]:
         """ftrace_modify_all_code(): the trace function, then the call sites, then the final
@@ -473,35 +507,32 @@ class Ftrace:
                     else:
                         legacy_test = True
         rec_flags = FTRACE_FL_DISABLED if mod is not None and self.variant != "legacy" else 0
-        update_cnt = 0
-        for pg in new_pages:
-            for rec in pg.records:
-                if self.ftrace_disabled:
-                    return -1
-                if self.variant == "legacy":
-                    cnt = legacy_ref + (self.referenced_filters(rec) if legacy_test else 0)
-                    rec.flags = cnt
-                else:
-                    rec.flags = rec_flags
-                if not self.ftrace_code_disable(rec):
-                    break
-                update_cnt += 1
-                self._emit("added", rec, "DISABLED" if rec.flags & FTRACE_FL_DISABLED else "")
-                if self.variant == "legacy" and self.ftrace_start_up and rec.flags:
-                    failed = self.__ftrace_replace_code(rec, True)
-                    if failed:
-                        self.ftrace_bug(failed, rec)
-        self.update_tot_cnt += update_cnt
-        return 0
-
-    def ftrace_code_disable(self, rec: DynFtrace) -> bool:
-        """ftrace_code_disable(): `call __fentry__` -> nop, checked; ftrace_bug on failure."""
-        ret = self.arch.ftrace_make_nop(rec.ip, self.arch.addrs.mcount)
-        if ret:
+        if self.ftrace_disabled:
+            return -1
+        recs = [rec for pg in new_pages for rec in pg.records]
+        mcount = self.arch.addrs.mcount
+        # ftrace_code_disable() on each: `call __fentry__` -> nop, verified, written in one pass.
+        done, failed = self.arch.ftrace_modify_code_batch(
+            [(rec.ip, self.arch.call_bytes(rec.ip, mcount), NOP5) for rec in recs])
+        for rec in recs[: done + (1 if failed else 0)]:
+            if self.variant == "legacy":
+                rec.flags = legacy_ref + (self.referenced_filters(rec) if legacy_test else 0)
+            else:
+                rec.flags = rec_flags
+        for rec in recs[:done]:
+            self._emit("added", rec, "DISABLED" if rec.flags & FTRACE_FL_DISABLED else "")
+        if failed:
             self.bug_type = BugType.INIT
-            self.ftrace_bug(ret, rec)
-            return False
-        return True
+            self.ftrace_bug(failed, recs[done])
+        self.update_tot_cnt += done
+        if self.variant == "legacy" and self.ftrace_start_up:
+            # Before the seed commit, the module's records were enabled right here.
+            for rec in recs[:done]:
+                if rec.flags and not self.ftrace_disabled:
+                    ret = self.__ftrace_replace_code(rec, True)
+                    if ret:
+                        self.ftrace_bug(ret, rec)
+        return 0
 
     def ftrace_init(self, locs: list[int]) -> Gen:
         """ftrace_init(): the boot-time conversion of the core's call sites."""

@@ -308,3 +308,31 @@ def test_save_regs_ops_marks_records_regs_and_the_site_follows():
     _run(ftrace.unregister_ftrace_function(regs))
     assert not rec.flags & (FTRACE_FL_REGS | FTRACE_FL_REGS_EN) and rec.refs == 1
     assert not ftrace.ftrace_disabled
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(actions, max_size=10), st.one_of(st.none(), st.integers(0, 11)), st.one_of(st.none(), st.integers(0, 11)))
+def test_batched_rewrites_leave_exactly_what_record_by_record_rewrites_leave(steps, readonly, corrupt):
+    """One pass of writes on the CPU versus a point per record: same flags, bytes, reports."""
+    outcomes = []
+    for record_points in (True, False):
+        ftrace, text, env, sites = fake_ftrace(12)
+        ftrace.record_points = record_points
+        if readonly is not None:
+            text.readonly_ranges.append((sites[readonly], sites[readonly] + 16))
+        if corrupt is not None:
+            off = sites[corrupt] - FAKE_BASE
+            text.mem[off:off + 5] = b"\x66\x90\x66\x90\x90"
+        all_ops = {n: FtraceOps(n, FUNC_A + i * 0x10) for i, n in enumerate("abc")}
+        for step in steps:
+            ops = all_ops[step[1]]
+            if step[0] == "register":
+                _run(ftrace.register_ftrace_function(ops))
+            elif step[0] == "unregister":
+                _run(ftrace.unregister_ftrace_function(ops))
+            else:
+                new = FtraceHash(sites[i] for i in step[2])
+                _run(ftrace.ftrace_hash_move_and_update_ops(ops, step[0] == "filter", new))
+        outcomes.append(([r.flags for r in ftrace.records], bytes(text.mem), env.lines, env.warnings,
+                         ftrace.ftrace_disabled))
+    assert outcomes[0] == outcomes[1]

@@ -121,3 +121,14 @@ def test_calls_in_quanta_yield_and_give_the_same_result(kernel):
         quanta += 1
     assert quanta > 10
     assert result == _workload_checksum(3)
+
+
+def test_host_side_region_cache_agrees_with_unicorn_after_changes(kernel):
+    import guest
+
+    kernel.modules.insmod(kernel.cpus[1], guest.module_path("race_mod"))
+    kernel.set_kernel_text_rw()
+    kernel.modules.rmmod(kernel.cpus[1], "race_mod")
+    kernel.set_kernel_text_ro()
+    unicorn = sorted((b, e + 1, int(p)) for b, e, p in kernel.machine.uc.mem_regions())
+    assert [(b, e, int(p)) for b, e, p in kernel.machine._regions] == unicorn
