@@ -137,6 +137,8 @@ class Cpu:
             uc.reg_write(reg, value & MASK64)
         ctx = uc.context_save()
         rip = addr
+        if self.machine.tracker is not None:
+            self.machine.tracker.guest(addr)
         self._depth += 1
         lock_depth = self.lock_depth()
         stuck = 0

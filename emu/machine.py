@@ -101,8 +101,11 @@ class Machine:
         self.running_cpu = None  # the emu.cpu.Cpu inside emu_start, for hooks to ask
         self.hooks.add(uc_const.UC_HOOK_MEM_INVALID, self._on_invalid_memory)
         self.hooks.add(uc_const.UC_HOOK_INTR, self._on_interrupt)
-        # Observers of protection changes and text writes (the timeline, the explorer).
+        # Observers of protection changes (the timeline).
         self.protect_listeners: list = []
+        # An emu.footprint.Tracker while the explorer records steps: what host code writes
+        # and which protections change; guest code run by emu.cpu counts as everything.
+        self.tracker = None
 
     # -- mappings -------------------------------------------------------------------------
     def map(self, name: str, start: int, size: int, perms: Perm) -> None:
@@ -128,6 +131,8 @@ class Machine:
         start_al, end_al = page_align_down(start), page_align_up(start + size)
         self.uc.mem_protect(start_al, end_al - start_al, int(perms))
         self._reload_regions()
+        if self.tracker is not None:
+            self.tracker.touch_pages("mem", start_al, end_al)
         for listener in list(self.protect_listeners):
             listener(start_al, end_al, perms, why)
 
@@ -163,9 +168,12 @@ class Machine:
     # -- host access ----------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
         try:
-            return bytes(self.uc.mem_read(addr, size))
+            data = bytes(self.uc.mem_read(addr, size))
         except UcError:
             raise MemoryAccessError(f"cannot read {size} bytes at {addr:#x}: not mapped") from None
+        if self.tracker is not None:
+            self.tracker.touch_pages("mem", addr, addr + size, write=False)
+        return data
 
     def read_u64(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 8), "little")
@@ -187,6 +195,8 @@ class Machine:
         if covered != len(data):
             raise MemoryAccessError(f"cannot write {len(data)} bytes at {addr:#x}: not mapped")
         self.uc.mem_write(addr, bytes(data))
+        if self.tracker is not None:
+            self.tracker.touch_pages("mem", addr, addr + len(data))
 
     def _on_interrupt(self, uc: Uc, intno: int, data: object) -> None:
         # Without an IDT every exception (int3, #UD raised as an interrupt, #GP) ends the run.

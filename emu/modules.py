@@ -15,6 +15,7 @@ is a generator function taking the Module, so it may yield like any kernel path.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Generator, Iterator
@@ -104,6 +105,20 @@ class ModuleLoader:
         self.hooks = ModuleHooks()
         self.module_mutex = Lock("module_mutex")
         self.modules: list[Module] = []  # the kernel's `modules` list, load order
+        self.tracker = None  # an emu.footprint.Tracker: module list and state changes
+        self._parsed: dict[bytes, ObjectFile] = {}  # parse results by file content
+
+    def _touch(self, write: bool = True) -> None:
+        if self.tracker is not None:
+            self.tracker.touch(("modules",), write)
+
+    def parse(self, data: bytes, path: str) -> ObjectFile:
+        """read_object(), remembered by content: parsing is pure, and slow in pyelftools."""
+        key = hashlib.sha256(data).digest() + path.encode()
+        obj = self._parsed.get(key)
+        if obj is None:
+            obj = self._parsed[key] = read_object(data, path)
+        return obj
 
     def find(self, name: str) -> Module | None:
         return next((m for m in self.modules if m.name == name), None)
@@ -127,7 +142,7 @@ class ModuleLoader:
         if not data:
             raise ModuleLoadError(f"{path}: empty file, not an ELF module", ENOEXEC)
         try:
-            obj = read_object(data, path)
+            obj = self.parse(data, path)
         except ElfError as exc:
             raise ModuleLoadError(str(exc), ENOEXEC) from None
         name = _module_name(obj, path)
@@ -138,6 +153,7 @@ class ModuleLoader:
                 raise ModuleLoadError(f"{name}: module is already loaded ({existing.state.name})", EEXIST)
             mod = Module(name, path)
             self.modules.append(mod)
+            self._touch()
         finally:
             self.module_mutex.release()
         yield Point("add_unformed_module", f"{name}: UNFORMED")
@@ -146,20 +162,21 @@ class ModuleLoader:
             self._simplify_and_relocate(mod, obj, placement)
             self._find_mcount_locs(mod, obj, placement)
             self.kallsyms.add(mod.symbols, mod.name, [(a.base, a.base + a.size) for a in mod.areas if a.kind == "text"])
-        except BaseException:
+            self._touch()
+        except Exception:
             self._free(mod)
             raise
         try:
             for hook in list(self.hooks.formed):
                 yield from hook(mod)
             yield Point("ftrace_module_init", f"{name}: {len(mod.mcount_locs)} call sites handed to ftrace")
-        except BaseException:
+        except Exception:
             # The kernel's error path releases what the formed hooks set up (ftrace_release_mod).
             yield from self._going(mod)
             raise
         try:
             yield from self._complete_formation(mod)
-        except BaseException:
+        except Exception:
             yield from self._going(mod)
             raise
         yield from self._prepare_coming(mod)
@@ -288,6 +305,7 @@ class ModuleLoader:
                 self.machine.protect(area.base, area.size, area.final, f"{mod.name}: module_enable_ro")
                 yield Point("module_enable_ro", f"{mod.name} .{area.kind} {area.final}")
             mod.state = ModuleState.COMING
+            self._touch()
         finally:
             self.module_mutex.release()
         yield Point("complete_formation", f"{mod.name}: COMING, text read-only")
@@ -303,6 +321,7 @@ class ModuleLoader:
     def _set_all_modules_text(self, perms: Perm, why: str) -> Iterator[object]:
         yield from self.module_mutex.acquire()
         try:
+            self._touch(write=False)
             for mod in self.modules:
                 text = mod.area("text")
                 if mod.state == ModuleState.UNFORMED or text is None:
@@ -332,10 +351,12 @@ class ModuleLoader:
             name = _errname(ret)
             raise ModuleLoadError(f"{mod.name}: init_module returned {ret}" + (f" ({name})" if name else ""), -ret)
         mod.state = ModuleState.LIVE
+        self._touch()
         yield Point("module_live", mod.name)
 
     def _going(self, mod: Module) -> Iterator[object]:
         mod.state = ModuleState.GOING
+        self._touch()
         for hook in list(self.hooks.going):
             yield from hook(mod)
         self._free(mod)
@@ -348,6 +369,7 @@ class ModuleLoader:
         mod.areas.clear()
         if mod in self.modules:
             self.modules.remove(mod)
+        self._touch()
 
     # -- unload -----------------------------------------------------------------------------
     def rmmod(self, cpu: Cpu, name: str) -> None:

@@ -37,15 +37,22 @@ class Lock:
     def __init__(self, name: str):
         self.name = name
         self.owner: object | None = None
+        self.tracker = None  # an emu.footprint.Tracker while steps are being recorded
 
     def acquire(self, owner: object = True) -> Generator[object, None, None]:
         yield Point(f"lock:{self.name}", f"mutex_lock(&{self.name})")
         while self.owner is not None:
+            if self.tracker is not None:
+                self.tracker.touch(("lock", self.name), write=False)
             yield Blocked(self)
         self.owner = owner
+        if self.tracker is not None:
+            self.tracker.touch(("lock", self.name))
 
     def release(self) -> None:
         self.owner = None
+        if self.tracker is not None:
+            self.tracker.touch(("lock", self.name))
 
     def __repr__(self) -> str:
         return f"<Lock {self.name} {'held' if self.owner is not None else 'free'}>"

@@ -184,8 +184,26 @@ class Scheduler:
             self._run_segment(seg)
         if not self.all_done():
             self._round_robin(1)
-        ran = Schedule(_merge(self.ran), schedule.quantum)
-        return str(ran)
+        return self.schedule_string(schedule.quantum)
+
+    def schedule_string(self, quantum: int = DEFAULT_QUANTUM) -> str:
+        """What has run so far, as a schedule string that replays it."""
+        return str(Schedule(_merge(self.ran), quantum))
+
+    def run_until_point(self, cpu: int, is_point: Callable[[str], bool]) -> None:
+        """Run cpu until it yields a point is_point accepts, waits for a lock, or ends: one
+        transition for the explorer, recorded like a segment."""
+        task = self.tasks[cpu]
+        taken = 0
+        while self.runnable(cpu):
+            value = self._step(task)
+            taken += 1
+            if task.done or isinstance(value, Blocked):
+                break
+            label = label_of(value)
+            if label is not None and is_point(label):
+                break
+        self._record(task, taken)
 
     def _run_segment(self, seg: Segment) -> None:
         task = self.tasks[seg.cpu]

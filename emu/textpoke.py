@@ -56,6 +56,9 @@ class TextPoker:
             vec += len(data).to_bytes(8, "little")
             blob += data
         self.machine.write(base, bytes(vec + blob))
+        if self.machine.tracker is not None:
+            for addr, data in chunk:
+                self.machine.tracker.touch_pages("mem", addr, addr + len(data))
         try:
             cpu.run(self.routine, base, len(chunk))
             finished = len(chunk)

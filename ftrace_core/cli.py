@@ -154,6 +154,123 @@ def run(
     _run_variants(scenario, _variants(variant or "fixed"), schedule, quantum, timeline, as_json)
 
 
+@app.command()
+def explore(
+    scenario: str = typer.Argument("race", help="A scenario file, or a built-in scenario name."),
+    variant: Optional[str] = typer.Option(None, "--variant", "-v", help=VARIANT_HELP),
+    all_variants: bool = typer.Option(False, "--all-variants", help="Explore legacy, seed and fixed (the default)."),
+    max_preemptions: Optional[int] = typer.Option(None, "--max-preemptions", "-k",
+                                                  help="Preemption bound (default: none, every schedule)."),
+    quantum: int = typer.Option(1000, "--quantum", "-q", help="Guest instructions per slice."),
+    granularity: str = typer.Option("coarse", "--granularity", "-g",
+                                    help="Scheduling points: coarse, record (also each call-site rewrite), "
+                                         "fine (also guest-code slices)."),
+    reduction: Optional[bool] = typer.Option(None, "--reduction/--no-reduction",
+                                             help="Sleep-set partial-order reduction (default: on without a "
+                                                  "preemption bound, off with one, where it could skip bounded "
+                                                  "schedules)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Processes: variants in parallel; runs too without reduction."),
+    random_runs: Optional[int] = typer.Option(None, "--random", help="Seeded PCT: this many random schedules."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --random."),
+    depth: int = typer.Option(3, "--depth", help="PCT bug depth d for --random."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Stop each variant after this many runs."),
+    as_json: bool = typer.Option(False, "--json", help='One object: {"variants": {...}, "cross_replay": {...}}.'),
+) -> None:
+    """Explore the schedules of a scenario (the race by default) on each kernel variant, checking the
+    invariants after each; report failing schedules, each replayable with race/run --schedule.
+
+    Example: ftrace-emu explore --all-variants --jobs 2
+    """
+    from .explorer import GRANULARITIES, explore_random, explore_variant, map_forked
+    from .scenario import load_scenario
+
+    if granularity not in GRANULARITIES:
+        raise FtraceError(f"unknown granularity {granularity!r}: expected one of {', '.join(GRANULARITIES)}")
+    for name, value in (("--quantum", quantum), ("--jobs", jobs), ("--depth", depth)):
+        if value < 1:
+            raise FtraceError(f"{name} must be at least 1, got {value}")
+    if max_preemptions is not None and max_preemptions < 0:
+        raise FtraceError(f"--max-preemptions must be 0 or more, got {max_preemptions}")
+    if variant is not None and all_variants:
+        raise FtraceError("give --variant or --all-variants, not both")
+    variants = _variants(variant)
+    if reduction is None:
+        reduction = max_preemptions is None
+    scn = load_scenario(scenario)
+    console = Console(highlight=False, soft_wrap=True, stderr=True)
+
+    def one(v: str):
+        if random_runs is not None:
+            return explore_random(scn, v, random_runs, seed, depth, granularity, quantum)
+        return explore_variant(scn, v, max_preemptions=max_preemptions, reduce=reduction, granularity=granularity,
+                               quantum=quantum, jobs=jobs if len(variants) == 1 else 1, limit=limit)
+
+    if len(variants) > 1 and jobs > 1:
+        reports = map_forked(one, variants, jobs)
+    elif console.is_terminal and not as_json:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        reports = []
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            for v in variants:
+                task = bar.add_task(f"{v}: starting")
+
+                def tick(report, task=task, v=v):
+                    bar.update(task, description=f"{v}: {report.schedules} schedules, "
+                                                 f"{len(report.failing_schedules)} failing")
+                if random_runs is not None:
+                    reports.append(explore_random(scn, v, random_runs, seed, depth, granularity, quantum, tick))
+                else:
+                    reports.append(explore_variant(scn, v, max_preemptions=max_preemptions, reduce=reduction,
+                                                   granularity=granularity, quantum=quantum, jobs=jobs,
+                                                   limit=limit, progress=tick))
+    else:
+        reports = [one(v) for v in variants]
+    result = {"variants": {r.variant: r.to_json() for r in reports}}
+    by_name = {r.variant: r for r in reports}
+    if len(reports) > 1:
+        result["cross_replay"] = _cross(scn, by_name, granularity, quantum)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    out = Console(highlight=False, soft_wrap=True)
+    table = Table(title=f"schedules of {scenario} ({granularity} granularity, "
+                        f"{'bound ' + str(max_preemptions) if max_preemptions is not None else 'no preemption bound'}, "
+                        f"{'sleep-set reduction' if reduction else 'plain enumeration'})")
+    for col in ("variant", "schedules", "failing", "failure kinds", "fewest preemptions", "seconds", "per s"):
+        table.add_column(col)
+    for r in reports:
+        d = r.to_json()
+        table.add_row(r.variant, str(d["schedules"]) + ("" if d["complete"] else "+"), str(d["failing"]),
+                      str(len(d["failure_kinds"])), "-" if d["shortest_failing"] is None
+                      else str(d["shortest_failing_preemptions"]), str(d["seconds"]), str(d["schedules_per_s"]))
+    out.print(table)
+    for r in reports:
+        d = r.to_json()
+        for kind, count in d["failure_kinds"].items():
+            out.print(f"{r.variant}: {count} x {kind}", markup=False)
+        if d["shortest_failing"]:
+            out.print(f"{r.variant}: replay the shortest with: ftrace-emu race --variant {r.variant} "
+                      f"--schedule '{d['shortest_failing']}'", markup=False)
+        if r.failing_seeds:
+            out.print(f"{r.variant}: failing PCT seeds: {', '.join(map(str, r.failing_seeds))}", markup=False)
+    for name, cr in result.get("cross_replay", {}).items():
+        out.print(f"cross-replay {name}: {cr['failing']} of {cr['replayed']} fail", markup=False)
+
+
+def _cross(scn, reports: dict, granularity: str, quantum: int) -> dict:
+    """Every failing schedule of each variant, replayed on the others."""
+    from .explorer import cross_replay
+
+    out = {}
+    for src, report in reports.items():
+        for dst in reports:
+            if dst != src and report.failing_schedules:
+                out[f"{src}_on_{dst}"] = cross_replay(scn, report.failing_schedules, dst, granularity, quantum)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)

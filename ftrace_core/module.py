@@ -31,6 +31,7 @@ def ftrace_module_init(ftrace: Ftrace, mod: ModuleLike) -> Iterator[object]:
     """ftrace_module_init(): records for the module's call sites, each turned into a nop
     (the module is UNFORMED, its text still writable).  The seed kernel then enables them
     straight away, "the same behaviour as previously"."""
+    ftrace.touch_disabled()
     if ftrace.ftrace_disabled or not mod.mcount_locs:
         return
     yield from ftrace.ftrace_process_locs(mod, list(mod.mcount_locs))

@@ -286,7 +286,7 @@ def _execute(system, cmd: Command, quantum: int) -> Generator[object, None, str]
         yield from system.tracefs.write_steps(file, value, append)
         return ""
     if cmd.kind == "cat":
-        return system.tracefs.read(cmd.args[0])
+        return (yield from system.tracefs.read_steps(cmd.args[0]))
     if cmd.kind == "insmod":
         path = cmd.args[0]
         mod = yield from kernel.modules.load_module(cpu, Path(path).read_bytes(), path, quantum)

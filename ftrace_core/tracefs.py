@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Callable, Generator, Iterator
 
-from emu.sched import run_to_completion
+from emu.sched import Lock, run_to_completion
 
 from .errors import FtraceDead, TracefsError
 from .flags import FTRACE_FL_ENABLED, FTRACE_FL_IPMODIFY, FTRACE_FL_REGS, FTRACE_FL_TRAMP_EN, ftrace_rec_count
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .system import System
 
 TRACERS = ("function", "nop")
+_UNDER_FTRACE_LOCK = ("set_ftrace_filter", "set_ftrace_notrace", "available_filter_functions", "enabled_functions")
 #: The files, for checking names before anything runs (scenario files, the CLI).
 WRITABLE_FILES = ("current_tracer", "set_ftrace_filter", "set_ftrace_notrace", "trace", "tracing_on")
 READABLE_FILES = ("available_filter_functions", "available_tracers", "current_tracer", "enabled_functions",
@@ -33,6 +34,7 @@ class Tracefs:
     def __init__(self, system: "System"):
         self.system = system
         self.current_tracer = "nop"
+        self.trace_types_lock = Lock("trace_types_lock")
         self._readers: dict[str, Callable[[], str]] = {
             "current_tracer": lambda: self.current_tracer + "\n",
             "available_tracers": lambda: " ".join(TRACERS) + "\n",
@@ -58,9 +60,29 @@ class Tracefs:
 
     # -- the interface ----------------------------------------------------------------------
     def read(self, name: str) -> str:
+        return run_to_completion(self.read_steps(name))
+
+    def read_steps(self, name: str) -> Generator[object, None, str]:
+        """`cat name`: files showing ftrace's records and hashes are read under ftrace_lock,
+        as the kernel's seq_file iterators take it."""
         reader = self._readers.get(name)
         if reader is None:
             raise TracefsError(f"{name}: no such tracefs file (have: {', '.join(self.files)})", errno.ENOENT)
+        if name in _UNDER_FTRACE_LOCK:
+            lock = self.system.ftrace.ftrace_lock
+            yield from lock.acquire()
+            try:
+                return reader()
+            finally:
+                lock.release()
+        if name == "current_tracer":
+            yield from self.trace_types_lock.acquire()
+            try:
+                return reader()
+            finally:
+                self.trace_types_lock.release()
+        self._touch(("trace",), write=name == "trace_pipe")
+        self.system.ftrace.touch_disabled()
         return reader()
 
     def write(self, name: str, text: str, append: bool = False) -> None:
@@ -74,36 +96,48 @@ class Tracefs:
             raise TracefsError(f"{name}: no such tracefs file (have: {', '.join(self.files)})", errno.ENOENT)
         yield from writer(text, append)
 
+    def _touch(self, token: object, write: bool) -> None:
+        tracker = self.system.kernel.machine.tracker
+        if tracker is not None:
+            tracker.touch(token, write)
+
     # -- current_tracer, tracing_on, trace ----------------------------------------------------
     def _write_current_tracer(self, text: str, append: bool) -> Iterator[object]:
         name = text.strip()
         if name not in TRACERS:
             raise TracefsError(f"current_tracer: no tracer named {name!r} (available: {' '.join(TRACERS)})",
                                errno.EINVAL)
-        if name == self.current_tracer:
-            return
-        ftrace, ops = self.system.ftrace, self.system.global_ops
-        if self.current_tracer == "function":
-            ret = yield from ftrace.unregister_ftrace_function(ops)
-            if ret:
-                raise self._errno_error("current_tracer", ret)
-            self.current_tracer = "nop"
-        if name == "function":
-            ret = yield from ftrace.register_ftrace_function(ops)
-            if ret:
-                raise self._errno_error("current_tracer", ret)
-            self.current_tracer = "function"
+        # tracing_set_tracer() runs under trace_types_lock.
+        yield from self.trace_types_lock.acquire()
+        try:
+            if name == self.current_tracer:
+                return
+            ftrace, ops = self.system.ftrace, self.system.global_ops
+            if self.current_tracer == "function":
+                ret = yield from ftrace.unregister_ftrace_function(ops)
+                if ret:
+                    raise self._errno_error("current_tracer", ret)
+                self.current_tracer = "nop"
+            if name == "function":
+                ret = yield from ftrace.register_ftrace_function(ops)
+                if ret:
+                    raise self._errno_error("current_tracer", ret)
+                self.current_tracer = "function"
+        finally:
+            self.trace_types_lock.release()
 
     def _write_tracing_on(self, text: str, append: bool) -> Iterator[object]:
         value = text.strip()
         if value not in ("0", "1"):
             raise TracefsError(f"tracing_on: expected 0 or 1, got {value!r}", errno.EINVAL)
+        self._touch(("trace",), write=True)
         self.system.tracer.tracing_on = value == "1"
         yield from ()
 
     def _write_trace(self, text: str, append: bool) -> Iterator[object]:
         """`echo > trace` empties the buffers (O_TRUNC)."""
         if not append:
+            self._touch(("trace",), write=True)
             self.system.buffer.reset()
         yield from ()
 
@@ -125,19 +159,19 @@ class Tracefs:
     def _write_hash(self, text: str, append: bool, filter_hash: bool) -> Iterator[object]:
         ftrace, ops = self.system.ftrace, self.system.global_ops
         file = "set_ftrace_filter" if filter_hash else "set_ftrace_notrace"
-        if ftrace.ftrace_disabled:
-            raise FtraceDead(file)
-        current = ops.filter_hash if filter_hash else ops.notrace_hash
-        new = current.copy() if append else FtraceHash()
-        for token in text.split():
-            found = self.match_records(new, token)
-            if found < 0:
-                raise TracefsError(f"{file}: {token!r}: invalid command", errno.EINVAL)
-            if found == 0:
-                raise TracefsError(f"{file}: {token!r} matches no function", errno.EINVAL)
-        # ftrace_regex_release(): commit under ftrace_lock, patching code if the ops is on.
+        # Matching walks the records and committing swaps the hash: both under ftrace_lock.
         yield from ftrace.ftrace_lock.acquire()
         try:
+            if ftrace.ftrace_disabled:
+                raise FtraceDead(file)
+            current = ops.filter_hash if filter_hash else ops.notrace_hash
+            new = current.copy() if append else FtraceHash()
+            for token in text.split():
+                found = self.match_records(new, token)
+                if found < 0:
+                    raise TracefsError(f"{file}: {token!r}: invalid command", errno.EINVAL)
+                if found == 0:
+                    raise TracefsError(f"{file}: {token!r} matches no function", errno.EINVAL)
             ret = yield from ftrace.ftrace_hash_move_and_update_ops(ops, filter_hash, new)
         finally:
             ftrace.ftrace_lock.release()

@@ -58,10 +58,17 @@ class Ftrace:
         self.record_points = True
         #: Code updates in progress (between RW-prepare and RO-post-process).
         self.updating = 0
+        self.tracker = None  # an emu.footprint.Tracker while the explorer records steps
         # Observers of record-level events (the timeline): fn(event, rec, detail).
         self.listeners: list[Callable[[str, DynFtrace, str], None]] = []
 
     # -- helpers --------------------------------------------------------------------------
+    def touch_disabled(self, write: bool = False) -> None:
+        """ftrace_disabled is read without ftrace_lock on some paths, as in the kernel: tell
+        the explorer's tracker, if any, about each such access."""
+        if self.tracker is not None:
+            self.tracker.touch(("ftrace_disabled",), write)
+
     def _emit(self, event: str, rec: DynFtrace, detail: str = "") -> None:
         for listener in list(self.listeners):
             listener(event, rec, detail)
@@ -75,6 +82,7 @@ class Ftrace:
 
     def ftrace_kill(self) -> None:
         """ftrace_kill(): disabled until reboot; the trace function becomes the stub."""
+        self.touch_disabled(write=True)
         self.ftrace_disabled = True
         self.ftrace_enabled = False
         self.ftrace_trace_function = self.arch.addrs.ftrace_stub

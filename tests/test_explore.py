@@ -1,0 +1,114 @@
+"""Exploring schedules: the reduction against plain enumeration, preemption bounding, the
+claims over every schedule, parallel runs and seeded random testing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ftrace_core.cli import main
+from ftrace_core.explorer import cross_replay, explore_random, explore_variant, map_forked
+from ftrace_core.scenario import load_scenario, parse_scenario, run_scenario
+
+RACE = load_scenario("race")
+SMALL = parse_scenario("""
+cpu 0: echo function > current_tracer
+cpu 0: call workload_getpid
+cpu 1: echo 'do_syscall_64 get_current_pid' > set_ftrace_filter
+cpu 1: call workload_getpid
+""", "small.scn")
+
+
+def test_the_reduction_reaches_every_final_state_plain_enumeration_reaches():
+    plain, reduced = map_forked(lambda reduce: explore_variant(SMALL, "fixed", reduce=reduce), [False, True], 2)
+    assert plain.complete and reduced.complete
+    assert reduced.schedules < plain.schedules / 10
+    assert len(plain.final_states) > 1
+    assert reduced.final_states == plain.final_states
+    assert set(reduced.kinds) == set(plain.kinds)
+
+
+@pytest.fixture(scope="module")
+def bounded():
+    """Plain enumeration of the race within 2 preemptions, on each variant."""
+    return dict(zip(("legacy", "seed", "fixed"),
+                    map_forked(lambda v: explore_variant(RACE, v, max_preemptions=2, reduce=False),
+                               ["legacy", "seed", "fixed"], 2)))
+
+
+def test_bounded_exploration_finds_the_race_on_old_kernels_only(bounded):
+    for variant in ("legacy", "seed"):
+        r = bounded[variant]
+        assert r.failing_schedules, variant
+        assert all("ftrace faulted on writing race_mod_" in kind for kind in r.kinds)
+        assert r.failing_preemptions[r.shortest_failing] == 2  # the race needs two preemptions
+    assert bounded["fixed"].schedules >= bounded["legacy"].schedules
+    assert bounded["fixed"].failing_schedules == []
+
+
+def test_failing_schedules_replay_the_same_way_elsewhere(bounded):
+    legacy, seed = bounded["legacy"], bounded["seed"]
+    assert sorted(legacy.failing_schedules) == sorted(seed.failing_schedules)  # "same behaviour as previously"
+    on_fixed = cross_replay(RACE, legacy.failing_schedules, "fixed")
+    assert on_fixed["clean"] == on_fixed["replayed"] == len(legacy.failing_schedules)
+    # and through the user's command, with a call-site point per record
+    r = run_scenario(RACE, "legacy", legacy.shortest_failing)
+    assert r.ftrace_disabled and r.faulting_ip.endswith("[race_mod]")
+    fixed = run_scenario(RACE, "fixed", legacy.shortest_failing)
+    assert all(fixed.invariants.values()), fixed.violations
+
+
+def test_more_jobs_give_identical_results():
+    one = explore_variant(RACE, "seed", max_preemptions=1, reduce=False, jobs=1)
+    two = explore_variant(RACE, "seed", max_preemptions=1, reduce=False, jobs=2)
+    assert (one.schedules, sorted(one.failing_schedules), one.final_states) == \
+        (two.schedules, sorted(two.failing_schedules), two.final_states)
+
+
+@pytest.mark.slow_explore
+def test_every_schedule_of_the_race(tmp_path):
+    """The claim over all schedules at coarse granularity, no preemption bound."""
+    reports = dict(zip(("legacy", "seed", "fixed"),
+                       map_forked(lambda v: explore_variant(RACE, v), ["legacy", "seed", "fixed"], 2)))
+    for r in reports.values():
+        assert r.complete and r.preemption_bound is None and r.reduction
+    legacy, seed, fixed = reports["legacy"], reports["seed"], reports["fixed"]
+    assert legacy.failing_schedules and seed.failing_schedules
+    assert fixed.failing_schedules == [] and fixed.schedules > 100
+    assert cross_replay(RACE, legacy.failing_schedules, "seed")["failing"] == len(legacy.failing_schedules)
+    assert cross_replay(RACE, seed.failing_schedules, "legacy")["failing"] == len(seed.failing_schedules)
+    for schedules in (legacy.failing_schedules, seed.failing_schedules):
+        replay = cross_replay(RACE, schedules, "fixed")
+        assert replay["clean"] == len(schedules)
+
+
+def test_random_mode_is_seeded_and_reports_runs():
+    a = explore_random(RACE, "legacy", runs=12, seed=7)
+    b = explore_random(RACE, "legacy", runs=12, seed=7)
+    assert a.random_runs == 12 and a.schedules == 12
+    assert (a.failing_seeds, sorted(a.failing_schedules)) == (b.failing_seeds, sorted(b.failing_schedules))
+    for schedule in a.failing_schedules:
+        assert run_scenario(RACE, "legacy", schedule).ftrace_disabled
+
+
+def test_explore_json_from_the_cli(capsys):
+    assert main(["explore", "--all-variants", "--max-preemptions", "1", "--jobs", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["variants"]) == {"legacy", "seed", "fixed"}
+    for entry in data["variants"].values():
+        for key in ("schedules", "failing", "failing_schedules", "shortest_failing", "preemption_bound", "seconds"):
+            assert key in entry
+        assert entry["preemption_bound"] == 1 and entry["reduction"] is False
+
+
+@pytest.mark.parametrize("args,message", [
+    (["explore", "--granularity", "huge"], "unknown granularity 'huge'"),
+    (["explore", "--variant", "old"], "unknown variant 'old'"),
+    (["explore", "--jobs", "0"], "--jobs must be at least 1"),
+    (["explore", "--variant", "seed", "--all-variants"], "not both"),
+    (["explore", "nosuch.scn"], "nosuch.scn: cannot read scenario"),
+])
+def test_explore_bad_input_exits_2(capsys, args, message):
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
