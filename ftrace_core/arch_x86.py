@@ -47,6 +47,9 @@ class Addresses:
     ftrace_call: int  # the call site inside ftrace_caller
     ftrace_stub: int
     ftrace_ops_list_func: int  # what ftrace_call calls with several ops registered
+    ftrace_graph_call: int = 0  # the jmp in ftrace_caller the graph tracer redirects
+    ftrace_graph_caller: int = 0  # where it jumps with function_graph on
+    ftrace_graph_return: int = 0  # where it jumps otherwise
 
 
 class ArchX86:
@@ -127,6 +130,21 @@ class ArchX86:
         if old == new:
             return 0
         return self.ftrace_modify_code_direct(ip, old, new)
+
+    def ftrace_mod_jmp(self, ip: int, func: int) -> int:
+        """Point the 5-byte jmp at ip at func."""
+        try:
+            old = self.text.read(ip, MCOUNT_INSN_SIZE)
+        except TextFault:
+            return -EFAULT
+        new = ftrace_jmp_replace(ip, func)
+        return 0 if old == new else self.ftrace_modify_code_direct(ip, old, new)
+
+    def ftrace_enable_ftrace_graph_caller(self) -> int:
+        return self.ftrace_mod_jmp(self.addrs.ftrace_graph_call, self.addrs.ftrace_graph_caller)
+
+    def ftrace_disable_ftrace_graph_caller(self) -> int:
+        return self.ftrace_mod_jmp(self.addrs.ftrace_graph_call, self.addrs.ftrace_graph_return)
 
     def ftrace_arch_code_modify_prepare(self) -> Iterator[object]:
         """[4.8] set_kernel_text_rw(); set_all_modules_text_rw()."""

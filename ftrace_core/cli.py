@@ -18,7 +18,7 @@ from rich.table import Table
 import guest
 from emu import errors as emu_errors
 from emu.schedule import ScheduleError
-from ftrace_core.errors import FtraceError
+from ftrace_core.errors import FtraceDead, FtraceError
 from ftrace_core.system import boot as boot_system
 from ftrace_core.update import VARIANTS
 
@@ -29,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _state = {"traceback": False}
+VARIANT_HELP = "Kernel variant: legacy (before the seed commit), seed (the commit), fixed (with the follow-up)."
 
 # Errors caused by what the user gave us (exit 2) versus the system failing (exit 1).
 _BAD_INPUT = (emu_errors.ElfError, emu_errors.ModuleLoadError, emu_errors.SymbolError, emu_errors.ToolchainError,
@@ -64,7 +65,98 @@ def boot(
     console.print(f"ftrace: {len(system.ftrace.records)} call sites, all nops", markup=False)
 
 
-VARIANT_HELP = "Kernel variant: legacy (before the seed commit), seed (the commit), fixed (with the follow-up)."
+@app.command()
+def trace(
+    module: list[Path] = typer.Option([], "--module", "-m", help="Load this module first (repeatable)."),
+    filter_: list[str] = typer.Option([], "--filter", "-f", help="set_ftrace_filter glob (repeatable; !glob, "
+                                                                 "func:mod:name)."),
+    notrace: list[str] = typer.Option([], "--notrace", "-n", help="set_ftrace_notrace glob (repeatable)."),
+    tracer: str = typer.Option("function", "--tracer", help="function or function_graph."),
+    run_: list[str] = typer.Option([], "--run", "-r", help="Call 'SYMBOL ARGS...' in the guest (repeatable)."),
+    workload: Optional[str] = typer.Option(None, "--workload", "-w",
+                                           help="A named workload: syscalls (default), getpid, fs."),
+    cpu: int = typer.Option(0, "--cpu", help="The CPU the calls run on."),
+    variant: str = typer.Option("fixed", "--variant", "-v", help=VARIANT_HELP),
+    fmt: str = typer.Option("text", "--format", help="text (the kernel's trace), json (one event per line), "
+                                                     "chrome (trace-event JSON for Perfetto / chrome://tracing)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the trace here, not to stdout."),
+) -> None:
+    """Boot, load modules, set filters, trace guest calls, and print the trace.
+
+    Example: ftrace-emu trace --filter 'vfs_*' --filter do_sys_open --workload fs
+    """
+    from .record import FORMATS, WORKLOADS, Call, Session, render
+
+    if fmt not in FORMATS:
+        raise FtraceError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if run_ and workload:
+        raise FtraceError("give --run or --workload, not both")
+    if not 0 <= cpu < 2:
+        raise FtraceError(f"--cpu {cpu}: this machine has CPUs 0-1")
+    if workload is not None and workload not in WORKLOADS:
+        raise FtraceError(f"--workload {workload!r}: expected one of {', '.join(WORKLOADS)}")
+    for path in module:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such module file")
+    calls = [Call.parse(text) for text in run_] or [Call(*WORKLOADS[workload or "syscalls"])]
+    session = Session(variant=_variants(variant)[0], modules=[str(p) for p in module], filters=filter_,
+                      notrace=notrace, tracer=tracer, calls=calls, cpu=cpu)
+    text = render(session.run(), fmt)
+    if output is not None:
+        output.write_text(text)
+        print(f"wrote {output} ({text.count(chr(10))} lines)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def functions(
+    glob: Optional[str] = typer.Argument(None, help="Only functions matching this glob (the kernel's filter rules)."),
+    enabled: bool = typer.Option(False, "--enabled", help="enabled_functions after turning the function tracer on."),
+    module: list[Path] = typer.Option([], "--module", "-m", help="Load this module first (repeatable)."),
+) -> None:
+    """List the traceable functions (available_filter_functions), or the enabled ones.
+
+    Example: ftrace-emu functions 'race_mod_*' --module guest/modules/race_mod.ko
+    """
+    from .hash import filter_parse_regex, ftrace_match
+
+    for path in module:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such module file")
+    system = boot_system("fixed")
+    for path in module:
+        system.insmod(str(path))
+    if enabled:
+        system.tracefs.write("current_tracer", "function")
+    lines = system.tracefs.read("enabled_functions" if enabled else "available_filter_functions").splitlines()
+    if glob is not None:
+        kind, search, negate = filter_parse_regex(glob)
+        lines = [l for l in lines if ftrace_match(l.split(" ")[0], kind, search) != negate]
+        if not lines:
+            raise FtraceError(f"no function matches {glob!r}")
+    for line in lines:
+        print(line)
+
+
+@app.command("build-module")
+def build_module(
+    sources: list[Path] = typer.Argument(..., help="C files; several are joined with ld -r."),
+    output: Path = typer.Option(..., "-o", "--output", help="The .ko file to write."),
+) -> None:
+    """Build a loadable module from C with the guest kernel's flags (-pg -mfentry -mrecord-mcount ...).
+
+    Example: ftrace-emu build-module mymod.c -o mymod.ko && ftrace-emu trace -m mymod.ko --run 'my_fn 3'
+    """
+    from emu.elf import read_object
+    from emu.toolchain import build_module as build
+
+    path = build(sources, output)
+    obj = read_object(path.read_bytes(), str(path))
+    sites = sum(s.size // 8 for s in obj.sections if s.name == "__mcount_loc")
+    print(f"built {path}: {sites} traceable functions")
+
+
 
 
 def _render_run(console: Console, result, timeline: bool) -> None:
@@ -275,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
         return 0
+    except FtraceDead as exc:  # the system failed, not the input
+        return _fail(exc, 1)
     except _BAD_INPUT as exc:
         return _fail(exc, 2)
     except emu_errors.GuestFault as exc:

@@ -1,7 +1,9 @@
-"""The `trace` file's text, as the kernel prints it (4.8, irq-info on)."""
+"""Trace output: the kernel's `trace` text (function and function_graph, 4.8 with irq-info),
+JSON lines, and Chrome trace-event JSON."""
 
 from __future__ import annotations
 
+import json
 from typing import Callable, Iterable
 
 from .tracer import RingBuffer, TraceEntry
@@ -49,3 +51,113 @@ def format_trace(tracer: str, buffer: RingBuffer, nr_cpus: int, ftrace_dead: boo
     out = [trace_header(tracer, buffer, nr_cpus, ftrace_dead)]
     out.extend(format_entry(e, name_ip) for e in (buffer.entries() if entries is None else entries))
     return "".join(out)
+
+
+# -- function_graph ---------------------------------------------------------------------------
+
+GRAPH_HEADER = (
+    "# CPU  DURATION                  FUNCTION CALLS\n"
+    "# |     |   |                     |   |   |   |\n"
+)
+_MARKS = ((1_000_000_000, "$"), (100_000_000, "@"), (10_000_000, "*"), (1_000_000, "#"), (100_000, "!"),
+          (10_000, "+"))
+
+
+def graph_duration(ns: int) -> str:
+    """trace_print_graph_duration() with its overhead mark: 14 columns before the bar."""
+    mark = next((m for limit, m in _MARKS if ns > limit), " ")
+    usecs = str(ns // 1000)
+    text = usecs
+    if len(usecs) < 7:
+        text += "." + f"{ns % 1000:03d}"[: 7 - len(usecs)]
+    text += " us "
+    return f"{mark} " + text + " " * max(0, 8 - (len(text) - 4))
+
+
+def format_graph(entries: list, name_ip: Callable[[int], str], nr_cpus: int, tracer: str = "function_graph",
+                 ftrace_dead: bool = False) -> str:
+    """The function_graph tracer's trace: `CPU) DURATION | func() {`, leaves as `func();`."""
+    width = len(str(max(nr_cpus - 1, 0)))
+    lines: list[tuple[int, int, str]] = []  # (ts, order, text) per CPU, merged by time
+    per_cpu: dict[int, list] = {}
+    for e in entries:
+        per_cpu.setdefault(e.cpu, []).append(e)
+    for cpu, evs in per_cpu.items():
+        i = 0
+        while i < len(evs):
+            e = evs[i]
+            indent = "  " * e.depth
+            prefix = f" {cpu:>{width}}) "
+            nxt = evs[i + 1] if i + 1 < len(evs) else None
+            if not e.exit and nxt is not None and nxt.exit and nxt.func == e.func and nxt.depth == e.depth:
+                text = f"{prefix}{graph_duration(nxt.duration)}|  {indent}{name_ip(e.func)}();"
+                i += 2
+            elif not e.exit:
+                text = f"{prefix}{' ' * 14}|  {indent}{name_ip(e.func)}() {{"
+                i += 1
+            else:
+                text = f"{prefix}{graph_duration(e.duration)}|  {indent}}}"
+                i += 1
+            lines.append((e.ts, cpu, text))
+    lines.sort(key=lambda item: (item[0], item[1]))
+    head = f"# tracer: {tracer}\n#\n" + (CORRUPTED_WARNING if ftrace_dead else "") + GRAPH_HEADER
+    return head + "".join(text + "\n" for _, _, text in lines)
+
+
+# -- machine-readable formats ------------------------------------------------------------------
+
+Describe = Callable[[int], "tuple[str, str | None]"]  # ip -> (symbol, module or None)
+
+
+def entry_record(e, describe: Describe) -> dict:
+    """One event as a JSON object: ts (virtual ns), cpu, task, pid, ip, symbol, parent_ip,
+    parent_symbol, module; function_graph events add type (entry/exit), depth, duration_ns."""
+    symbol, module = describe(e.ip)
+    parent_symbol, _ = describe(e.parent_ip) if e.parent_ip else (None, None)
+    rec = {"ts": e.ts, "cpu": e.cpu, "task": e.comm, "pid": e.pid, "ip": f"{e.ip:#x}", "symbol": symbol,
+           "parent_ip": f"{e.parent_ip:#x}", "parent_symbol": parent_symbol, "module": module}
+    if hasattr(e, "exit"):
+        rec.update({"type": "exit" if e.exit else "entry", "depth": e.depth})
+        if e.exit:
+            rec["duration_ns"] = e.duration
+    return rec
+
+
+def format_json_lines(entries: Iterable, describe: Describe) -> str:
+    return "".join(json.dumps(entry_record(e, describe)) + "\n" for e in entries)
+
+
+def format_chrome(entries: Iterable, describe: Describe, nr_cpus: int) -> str:
+    """Chrome trace-event JSON (chrome://tracing, Perfetto): one track per CPU named by
+    metadata events; function events are instants, function_graph entries and exits B/E
+    pairs, kept properly nested per track."""
+    events: list[dict] = [{"ph": "M", "name": "process_name", "pid": 1, "tid": 0, "args": {"name": "ftrace-emu"}}]
+    for cpu in range(nr_cpus):
+        events.append({"ph": "M", "name": "thread_name", "pid": 1, "tid": cpu, "args": {"name": f"CPU {cpu}"}})
+        events.append({"ph": "M", "name": "thread_sort_index", "pid": 1, "tid": cpu, "args": {"sort_index": cpu}})
+    open_stacks: dict[int, list[str]] = {}
+    last_ts: dict[int, float] = {}
+    for e in entries:
+        symbol, module = describe(e.ip)
+        name = f"{symbol} [{module}]" if module else symbol
+        ts = e.ts / 1000.0  # the format's unit is microseconds
+        last_ts[e.cpu] = ts
+        args = {"task": f"{e.comm}-{e.pid}", "ip": f"{e.ip:#x}"}
+        if not hasattr(e, "exit"):
+            parent, _ = describe(e.parent_ip) if e.parent_ip else ("", None)
+            events.append({"ph": "i", "s": "t", "name": name, "cat": "function", "pid": 1, "tid": e.cpu,
+                           "ts": ts, "args": {**args, "parent": parent}})
+            continue
+        stack = open_stacks.setdefault(e.cpu, [])
+        if not e.exit:
+            stack.append(name)
+            events.append({"ph": "B", "name": name, "cat": "function_graph", "pid": 1, "tid": e.cpu, "ts": ts,
+                           "args": args})
+        elif stack and stack[-1] == name:
+            stack.pop()
+            events.append({"ph": "E", "name": name, "cat": "function_graph", "pid": 1, "tid": e.cpu, "ts": ts})
+        # an exit whose entry fell out of the buffer has nothing to close
+    for cpu, stack in open_stacks.items():  # still running when the trace was read
+        while stack:
+            events.append({"ph": "E", "name": stack.pop(), "pid": 1, "tid": cpu, "ts": last_ts.get(cpu, 0.0)})
+    return json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}, indent=None) + "\n"

@@ -21,7 +21,7 @@ from .arch_x86 import Addresses, ArchX86
 from .ops import FtraceOps
 from .text import TextFault
 from .tracefs import Tracefs
-from .tracer import DEFAULT_BUFFER_ENTRIES, FunctionTracer, RingBuffer
+from .tracer import DEFAULT_BUFFER_ENTRIES, FunctionTracer, GraphTracer, RingBuffer
 from .update import VARIANTS, Ftrace
 
 
@@ -111,7 +111,9 @@ class System:
         sym = kernel.symbol
         addrs = Addresses(mcount=sym("__fentry__"), ftrace_caller=sym("ftrace_caller"),
                           ftrace_call=sym("ftrace_call"), ftrace_stub=sym("ftrace_stub"),
-                          ftrace_ops_list_func=sym("ftrace_ops_list_func"))
+                          ftrace_ops_list_func=sym("ftrace_ops_list_func"),
+                          ftrace_graph_call=sym("ftrace_graph_call"), ftrace_graph_caller=sym("ftrace_graph_caller"),
+                          ftrace_graph_return=sym("ftrace_graph_return"))
         self.env = EmulatedEnv(kernel)
         self.ftrace = Ftrace(ArchX86(EmulatedText(kernel), addrs), self.env, self.variant)
         start, stop = sym("__start_mcount_loc"), sym("__stop_mcount_loc")
@@ -121,10 +123,21 @@ class System:
         ftrace_module.install(self.ftrace, kernel.modules.hooks)
         self.buffer = RingBuffer(len(kernel.cpus), self._buffer_entries)
         self.tracer = FunctionTracer(kernel, self.ftrace, self.buffer)
-        # The top-level trace array's ops: tracefs's filter files edit its hashes.
+        self.graph = GraphTracer(kernel, self.buffer)
+        # The top-level trace array's ops: tracefs's filter files edit its hashes, for the
+        # function tracer and function_graph alike.
         self.global_ops = FtraceOps("global_ops", sym("function_trace_call"),
                                     handler=self.tracer.function_trace_call)
         self.tracefs = Tracefs(self)
+
+    def configure_global_ops(self, graph: bool) -> None:
+        """The function tracer's callback, or the stub for function_graph (whose work is done
+        by the graph caller)."""
+        if graph:
+            self.global_ops.func, self.global_ops.handler = self.kernel.symbol("ftrace_stub"), None
+        else:
+            self.global_ops.func = self.kernel.symbol("function_trace_call")
+            self.global_ops.handler = self.tracer.function_trace_call
 
     # -- the API ---------------------------------------------------------------------------
     @property
@@ -163,6 +176,11 @@ class System:
 
     def symbol(self, name: str) -> int:
         return self.kernel.symbol(name)
+
+    def describe(self, ip: int) -> tuple[str, str | None]:
+        """(symbol, module or None) for an address, for machine-readable output."""
+        hit = self.kernel.kallsyms.lookup(ip)
+        return (hit[0].name, hit[0].module) if hit else (f"0x{ip:x}", None)
 
     def _on_cpu(self, cpu: int):
         if not 0 <= cpu < len(self.kernel.cpus):

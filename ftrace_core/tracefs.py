@@ -17,12 +17,13 @@ from emu.sched import Lock, run_to_completion
 from .errors import FtraceDead, TracefsError
 from .flags import FTRACE_FL_ENABLED, FTRACE_FL_IPMODIFY, FTRACE_FL_REGS, FTRACE_FL_TRAMP_EN, ftrace_rec_count
 from .hash import FtraceHash, MatchType, filter_parse_regex, ftrace_match
-from .output import format_entry, format_trace
+from .flags import FTRACE_START_FUNC_RET, FTRACE_STOP_FUNC_RET
+from .output import GRAPH_HEADER, format_entry, format_graph, format_trace
 
 if TYPE_CHECKING:
     from .system import System
 
-TRACERS = ("function", "nop")
+TRACERS = ("function_graph", "function", "nop")
 _UNDER_FTRACE_LOCK = ("set_ftrace_filter", "set_ftrace_notrace", "available_filter_functions", "enabled_functions")
 #: The files, for checking names before anything runs (scenario files, the CLI).
 WRITABLE_FILES = ("current_tracer", "set_ftrace_filter", "set_ftrace_notrace", "trace", "tracing_on")
@@ -112,19 +113,37 @@ class Tracefs:
         try:
             if name == self.current_tracer:
                 return
-            ftrace, ops = self.system.ftrace, self.system.global_ops
-            if self.current_tracer == "function":
-                ret = yield from ftrace.unregister_ftrace_function(ops)
-                if ret:
-                    raise self._errno_error("current_tracer", ret)
-                self.current_tracer = "nop"
-            if name == "function":
-                ret = yield from ftrace.register_ftrace_function(ops)
-                if ret:
-                    raise self._errno_error("current_tracer", ret)
-                self.current_tracer = "function"
+            yield from self._tracer_stop(self.current_tracer)
+            self.current_tracer = "nop"
+            self._touch(("trace",), write=True)
+            self.system.buffer.reset()  # tracer_init() resets the buffers
+            yield from self._tracer_start(name)
+            self.current_tracer = name
         finally:
             self.trace_types_lock.release()
+
+    def _tracer_start(self, name: str) -> Iterator[object]:
+        """function: global_ops calls function_trace_call.  function_graph: global_ops calls
+        the stub and ftrace_graph_call jumps to the graph caller (register_ftrace_graph)."""
+        s = self.system
+        if name == "nop":
+            return
+        graph = name == "function_graph"
+        s.configure_global_ops(graph)
+        ret = yield from s.ftrace.register_ftrace_function(s.global_ops, FTRACE_START_FUNC_RET if graph else 0)
+        if ret:
+            raise self._errno_error("current_tracer", ret)
+        s.graph.active = graph
+
+    def _tracer_stop(self, name: str) -> Iterator[object]:
+        s = self.system
+        if name == "nop":
+            return
+        graph = name == "function_graph"
+        ret = yield from s.ftrace.unregister_ftrace_function(s.global_ops, FTRACE_STOP_FUNC_RET if graph else 0)
+        if ret:
+            raise self._errno_error("current_tracer", ret)
+        s.graph.active = False
 
     def _write_tracing_on(self, text: str, append: bool) -> Iterator[object]:
         value = text.strip()
@@ -143,11 +162,18 @@ class Tracefs:
 
     def _trace(self) -> str:
         s = self.system
+        if self.current_tracer == "function_graph":
+            return format_graph(s.buffer.entries(), s.env.name_ip, len(s.kernel.cpus), "function_graph",
+                                s.ftrace.ftrace_disabled)
         return format_trace(self.current_tracer, s.buffer, len(s.kernel.cpus), s.ftrace.ftrace_disabled,
                             s.env.name_ip)
 
     def _trace_pipe(self) -> str:
-        return "".join(format_entry(e, self.system.env.name_ip) for e in self.system.buffer.consume())
+        entries = list(self.system.buffer.consume())
+        if self.current_tracer == "function_graph":
+            return format_graph(entries, self.system.env.name_ip, len(self.system.kernel.cpus)).split(
+                GRAPH_HEADER, 1)[1]
+        return "".join(format_entry(e, self.system.env.name_ip) for e in entries)
 
     # -- filters ----------------------------------------------------------------------------
     def _read_hash(self, hash_: FtraceHash, notrace: bool) -> str:

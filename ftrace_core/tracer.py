@@ -46,14 +46,14 @@ class RingBuffer:
         self.written = [0] * nr_cpus  # entries ever written, per CPU
         self.overrun = [0] * nr_cpus
 
-    def record(self, entry: TraceEntry) -> None:
+    def record(self, entry: "TraceEntry | GraphEntry") -> None:
         buf = self.cpus[entry.cpu]
         if len(buf) == buf.maxlen:
             self.overrun[entry.cpu] += 1
         buf.append(entry)
         self.written[entry.cpu] += 1
 
-    def entries(self) -> list[TraceEntry]:
+    def entries(self) -> list:
         """All buffered entries merged in time order (ties: lower CPU first)."""
         merged = [e for buf in self.cpus for e in buf]
         merged.sort(key=lambda e: (e.ts, e.cpu))
@@ -124,3 +124,84 @@ class FunctionTracer:
         self.buffer.record(TraceEntry(cpu.clock_ns, cpu.index, cpu.task.comm, cpu.task.pid, ip, parent_ip))
         if self.audit is not None:
             self.audit.on_traced(cpu.index, ip, parent_ip)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphEntry:
+    """A function_graph event: a function's entry, or its return with the entry's time."""
+
+    ts: int
+    cpu: int
+    comm: str
+    pid: int
+    func: int
+    parent_ip: int
+    depth: int
+    exit: bool
+    calltime: int = 0
+
+    @property
+    def ip(self) -> int:
+        return self.func
+
+    @property
+    def duration(self) -> int:
+        return self.ts - self.calltime if self.exit else 0
+
+
+FTRACE_RETFUNC_DEPTH = 50
+_RET_STACK_ENTRY = 16  # struct ftrace_ret_stack {ret, func}
+
+
+class GraphTracer:
+    """The function_graph tracer's host side: prepare_ftrace_return (entry, with the return
+    address about to be replaced by return_to_handler) and ftrace_return_to_handler (exit)
+    are hooked; their per-CPU return stack lives in guest memory."""
+
+    def __init__(self, kernel: Kernel, buffer: RingBuffer):
+        self.kernel = kernel
+        self.buffer = buffer
+        self.tracing_on = True
+        self.active = False
+        sym = kernel.symbol
+        self.ret_stack = sym("ftrace_ret_stack")
+        self.curr_ret_stack = sym("ftrace_curr_ret_stack")
+        self._calltimes: list[list[int]] = [[] for _ in kernel.cpus]
+        hooks = kernel.machine.hooks
+        for name, callback in (("prepare_ftrace_return", self._on_entry), ("ftrace_return_to_handler", self._on_return)):
+            addr = sym(name)
+            hooks.add(uc_const.UC_HOOK_CODE, callback, begin=addr, end=addr)
+
+    def _index(self, uc, cpu: int) -> int:
+        raw = uc.mem_read(self.curr_ret_stack + 4 * (cpu & 1), 4)
+        return int.from_bytes(raw, "little", signed=True)
+
+    def _on_entry(self, uc, address: int, size: int, data: object) -> None:
+        cpu = self.kernel.machine.running_cpu
+        if cpu is None:
+            return
+        index = self._index(uc, cpu.index) + 1
+        if index >= FTRACE_RETFUNC_DEPTH:
+            return  # the guest will not hook this call either
+        parent = int.from_bytes(uc.mem_read(uc.reg_read(UC_X86_REG_RDI), 8), "little")
+        func = uc.reg_read(UC_X86_REG_RSI)
+        cpu.advance_clock(TRACE_EVENT_NS)
+        self._calltimes[cpu.index].append(cpu.clock_ns)
+        if self.tracing_on and self.active:
+            self.buffer.record(GraphEntry(cpu.clock_ns, cpu.index, cpu.task.comm, cpu.task.pid, func, parent,
+                                          index, False))
+
+    def _on_return(self, uc, address: int, size: int, data: object) -> None:
+        cpu = self.kernel.machine.running_cpu
+        if cpu is None:
+            return
+        index = self._index(uc, cpu.index)
+        slot = self.ret_stack + ((cpu.index & 1) * FTRACE_RETFUNC_DEPTH + index) * _RET_STACK_ENTRY
+        raw = uc.mem_read(slot, _RET_STACK_ENTRY)
+        ret, func = int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")
+        calltimes = self._calltimes[cpu.index]
+        calltime = calltimes.pop() if calltimes else cpu.clock_ns
+        cpu.advance_clock(TRACE_EVENT_NS)
+        if self.tracing_on and self.active:
+            self.buffer.record(GraphEntry(cpu.clock_ns, cpu.index, cpu.task.comm, cpu.task.pid, func, ret,
+                                          index, True, calltime))

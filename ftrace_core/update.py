@@ -20,7 +20,8 @@ from .flags import (
     EINVAL, ENODEV, ENOMEM, FTRACE_DISABLE_CALLS, FTRACE_FL_DISABLED, FTRACE_FL_ENABLED, FTRACE_FL_REGS,
     FTRACE_FL_REGS_EN, FTRACE_FL_TRAMP, FTRACE_FL_TRAMP_EN, FTRACE_OPS_FL_ADDING, FTRACE_OPS_FL_DELETED,
     FTRACE_OPS_FL_ENABLED, FTRACE_OPS_FL_REMOVING, FTRACE_OPS_FL_SAVE_REGS, FTRACE_REF_MAX,
-    FTRACE_UPDATE_CALLS, FTRACE_UPDATE_TRACE_FUNC, BugType, UpdateAction, ftrace_rec_count,
+    FTRACE_START_FUNC_RET, FTRACE_STOP_FUNC_RET, FTRACE_UPDATE_CALLS, FTRACE_UPDATE_TRACE_FUNC, BugType,
+    UpdateAction, ftrace_rec_count,
 )
 from .hash import FtraceHash
 from .ops import FtraceOps
@@ -354,6 +355,12 @@ class Ftrace:
         if update and self.ftrace_trace_function != list_func:
             err = self.arch.ftrace_update_ftrace_func(self.ftrace_trace_function)
             self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: ftrace_update_ftrace_func")
+        if command & FTRACE_START_FUNC_RET:
+            err = self.arch.ftrace_enable_ftrace_graph_caller()
+            self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: ftrace_enable_ftrace_graph_caller")
+        elif command & FTRACE_STOP_FUNC_RET:
+            err = self.arch.ftrace_disable_ftrace_graph_caller()
+            self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: ftrace_disable_ftrace_graph_caller")
 
     def ftrace_run_update_code(self, command: int) -> Iterator[object]:
         """ftrace_run_update_code(): text RW, update, text RO."""
@@ -437,18 +444,19 @@ class Ftrace:
         ops.flags &= ~FTRACE_OPS_FL_REMOVING
         return 0
 
-    def register_ftrace_function(self, ops: FtraceOps) -> Gen:
-        """register_ftrace_function(): ftrace_startup under ftrace_lock."""
+    def register_ftrace_function(self, ops: FtraceOps, command: int = 0) -> Gen:
+        """register_ftrace_function(): ftrace_startup under ftrace_lock.  With
+        FTRACE_START_FUNC_RET it is register_ftrace_graph()."""
         yield from self.ftrace_lock.acquire()
         try:
-            return (yield from self.ftrace_startup(ops, 0))
+            return (yield from self.ftrace_startup(ops, command))
         finally:
             self.ftrace_lock.release()
 
-    def unregister_ftrace_function(self, ops: FtraceOps) -> Gen:
+    def unregister_ftrace_function(self, ops: FtraceOps, command: int = 0) -> Gen:
         yield from self.ftrace_lock.acquire()
         try:
-            return (yield from self.ftrace_shutdown(ops, 0))
+            return (yield from self.ftrace_shutdown(ops, command))
         finally:
             self.ftrace_lock.release()
 

@@ -43,11 +43,15 @@ ftrace_caller:
 	movq function_trace_op(%rip), %rdx
 	xorl %ecx, %ecx
 	.globl ftrace_call
+	.type ftrace_call, @function
+	.size ftrace_call, 5
 ftrace_call:
 	/* Encoded by hand so the site is always the 5-byte e8 rel32 form. */
 	.byte 0xe8
 	.long ftrace_stub - . - 4
 	.globl ftrace_graph_call
+	.type ftrace_graph_call, @function
+	.size ftrace_graph_call, 5
 ftrace_graph_call:
 	.byte 0xe9
 	.long ftrace_graph_return - . - 4
@@ -64,9 +68,46 @@ ftrace_graph_return:
 	popq %rax
 	popq %rbp
 	.globl ftrace_stub
+	.type ftrace_stub, @function
+	.size ftrace_stub, 1
 ftrace_stub:
 	ret
 	.size ftrace_caller, . - ftrace_caller
+
+/*
+ * The function graph tracer's entry: ftrace_graph_call jumps here when the
+ * function_graph tracer is on.  prepare_ftrace_return() saves the traced
+ * function's return address and puts return_to_handler in its place; then
+ * the registers are restored as on the way out of ftrace_caller.
+ */
+	.globl ftrace_graph_caller
+	.type ftrace_graph_caller, @function
+ftrace_graph_caller:
+	leaq 16(%rbp), %rdi		/* parent: where the return address lives */
+	movq 8(%rbp), %rsi
+	subq $5, %rsi			/* self_addr: the traced call site */
+	call prepare_ftrace_return
+	jmp ftrace_graph_return
+	.size ftrace_graph_caller, . - ftrace_graph_caller
+
+/*
+ * A traced function "returns" here; ftrace_return_to_handler() pops the real
+ * return address (and records the exit), and we go on there with the
+ * function's return value intact.
+ */
+	.globl return_to_handler
+	.type return_to_handler, @function
+return_to_handler:
+	subq $24, %rsp
+	movq %rax, (%rsp)
+	movq %rdx, 8(%rsp)
+	call ftrace_return_to_handler
+	movq %rax, %rdi
+	movq 8(%rsp), %rdx
+	movq (%rsp), %rax
+	addq $24, %rsp
+	jmp *%rdi
+	.size return_to_handler, . - return_to_handler
 
 /*
  * long ftrace_text_poke_batch(const struct text_poke *vec, long n)

@@ -6,6 +6,7 @@
 extern void kmem_cache_init(void);
 extern void sched_init(void);
 extern void vfs_caches_init(void);
+extern void return_to_handler(void);
 
 /* What ftrace_caller passes to its callback as "op"; set by the host. */
 unsigned long function_trace_op;
@@ -30,6 +31,43 @@ notrace void ftrace_ops_list_func(unsigned long ip, unsigned long parent_ip,
 				  unsigned long op, void *regs)
 {
 	ftrace_calls_seen[smp_processor_id() & 1]++;
+}
+
+/*
+ * The function graph tracer's return stack, one per CPU (a task never leaves
+ * its CPU here).  The host hooks prepare_ftrace_return and
+ * ftrace_return_to_handler to record entries and exits.
+ */
+#define FTRACE_RETFUNC_DEPTH 50
+
+struct ftrace_ret_stack {
+	unsigned long ret;
+	unsigned long func;
+};
+
+struct ftrace_ret_stack ftrace_ret_stack[2][FTRACE_RETFUNC_DEPTH];
+int ftrace_curr_ret_stack[2] = { -1, -1 };
+
+notrace void prepare_ftrace_return(unsigned long *parent, unsigned long self_addr)
+{
+	unsigned int cpu = smp_processor_id() & 1;
+	int index = ftrace_curr_ret_stack[cpu] + 1;
+
+	if (index >= FTRACE_RETFUNC_DEPTH)
+		return;		/* too deep: this call is not hooked */
+	ftrace_ret_stack[cpu][index].ret = *parent;
+	ftrace_ret_stack[cpu][index].func = self_addr;
+	ftrace_curr_ret_stack[cpu] = index;
+	*parent = (unsigned long)return_to_handler;
+}
+
+notrace unsigned long ftrace_return_to_handler(void)
+{
+	unsigned int cpu = smp_processor_id() & 1;
+	int index = ftrace_curr_ret_stack[cpu];
+
+	ftrace_curr_ret_stack[cpu] = index - 1;
+	return ftrace_ret_stack[cpu][index].ret;
 }
 
 static const char linux_banner[] =

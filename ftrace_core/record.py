@@ -1,0 +1,78 @@
+"""One tracing session, as `ftrace-emu trace` runs it: boot, load modules, set filters, pick
+the tracer, run guest functions, and render the trace in the format asked for."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from emu.cpu import Task
+
+from .errors import FtraceError
+from .output import format_chrome, format_json_lines
+from .system import System, boot
+
+#: Named workloads: a guest function and its arguments.
+WORKLOADS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "syscalls": ("workload_run", (3,)),
+    "getpid": ("workload_getpid", ()),
+    "fs": ("workload_fs_roundtrip", (256,)),
+}
+FORMATS = ("text", "json", "chrome")
+
+
+@dataclass
+class Call:
+    symbol: str
+    args: tuple[int, ...]
+    result: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Call":
+        words = shlex.split(text)
+        if not words:
+            raise FtraceError("--run: empty call; expected 'SYMBOL ARGS...'")
+        try:
+            return cls(words[0], tuple(int(w, 0) for w in words[1:]))
+        except ValueError:
+            raise FtraceError(f"--run {text!r}: arguments must be integers") from None
+
+
+@dataclass
+class Session:
+    variant: str = "fixed"
+    modules: list[str] = field(default_factory=list)
+    filters: list[str] = field(default_factory=list)
+    notrace: list[str] = field(default_factory=list)
+    tracer: str = "function"
+    calls: list[Call] = field(default_factory=list)
+    cpu: int = 0
+    task: tuple[str, int] = ("bash", 1042)
+
+    def run(self) -> System:
+        if self.tracer not in ("function", "function_graph"):
+            raise FtraceError(f"--tracer {self.tracer!r}: expected function or function_graph")
+        system = boot(self.variant)
+        system.cpus[self.cpu].set_task(Task(*self.task))
+        for path in self.modules:
+            system.insmod(path, cpu=self.cpu)
+        fs = system.tracefs
+        if self.filters:
+            fs.write("set_ftrace_filter", " ".join(self.filters))
+        if self.notrace:
+            fs.write("set_ftrace_notrace", " ".join(self.notrace))
+        fs.write("current_tracer", self.tracer)
+        for call in self.calls:
+            call.result = system.call(call.symbol, *call.args, cpu=self.cpu)
+        return system
+
+
+def render(system: System, fmt: str) -> str:
+    if fmt == "text":
+        return system.tracefs.read("trace")
+    entries = system.buffer.entries()
+    if fmt == "json":
+        return format_json_lines(entries, system.describe)
+    if fmt == "chrome":
+        return format_chrome(entries, system.describe, len(system.cpus))
+    raise FtraceError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
