@@ -50,16 +50,16 @@ class Kallsyms:
         return {s.module for s in self._syms if s.module}
 
     def lookup(self, addr: int) -> tuple[KSym, int] | None:
-        """The symbol containing addr and the offset into it, or None."""
+        """The symbol containing addr and the offset into it, or None.  A sized symbol wins
+        over a bare label at the same place (so __fentry__, not the linker's _text)."""
         i = bisect.bisect_right(self._addrs, addr) - 1
-        while i >= 0:
-            sym = self._syms[i]
-            if sym.addr <= addr < sym.addr + max(sym.size, 1):
+        label = None
+        for sym in self._syms[max(0, i - 16): i + 1][::-1]:
+            if sym.size and sym.addr <= addr < sym.addr + sym.size:
                 return sym, addr - sym.addr
-            if sym.addr < addr and sym.size:
-                return None
-            i -= 1
-        return None
+            if not sym.size and sym.addr == addr and label is None:
+                label = sym
+        return (label, 0) if label is not None else None
 
     def format(self, addr: int) -> str:
         """`sym+0xoff/0xsize [mod]` as %pS prints it, or the bare hex address."""

@@ -47,8 +47,7 @@ def _options(
 def boot(
     image: Optional[Path] = typer.Option(None, "--image", help="Kernel image to boot (default: the shipped one)."),
 ) -> None:
-    """Boot the kernel image and show dmesg, the memory map with each range's protection, and
-    how many call sites ftrace manages.
+    """Boot the kernel image: dmesg, the memory map with protections, ftrace's call sites.
 
     Example: ftrace-emu boot
     """
@@ -139,6 +138,48 @@ def functions(
         print(line)
 
 
+@app.command()
+def disasm(
+    symbol: str = typer.Argument(..., help="A kernel or module function."),
+    module: list[Path] = typer.Option([], "--module", "-m", help="Load this module first (repeatable)."),
+    tracer: str = typer.Option("nop", "--tracer", help="Switch to this tracer first, to see the patched site."),
+) -> None:
+    """Disassemble a function as it is in emulated memory, with its call site's state and calls.
+
+    Example: ftrace-emu disasm vfs_read --tracer function
+    """
+    from .disasm import disassemble
+
+    for path in module:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such module file")
+    system = boot_system("fixed")
+    for path in module:
+        system.insmod(str(path))
+    system.tracefs.write("current_tracer", tracer)
+    print(disassemble(system, symbol))
+
+
+@app.command()
+def shell(
+    module: list[Path] = typer.Option([], "--module", "-m", help="Load this module first (repeatable)."),
+    variant: str = typer.Option("fixed", "--variant", "-v", help=VARIANT_HELP),
+) -> None:
+    """An interactive tracefs prompt, with history; reads commands from stdin when piped.
+
+    Commands: echo ... > FILE, echo ... >> FILE, cat FILE, ls, insmod, rmmod, call SYMBOL ARGS,
+    dmesg, cpu N, help, exit.
+
+    Example: printf 'echo function > current_tracer\ncall workload_getpid\ncat trace\n' | ftrace-emu shell
+    """
+    from .shell import Shell
+
+    system = boot_system(_variants(variant)[0])
+    for path in module:
+        system.insmod(str(path))
+    Shell(system).run()
+
+
 @app.command("build-module")
 def build_module(
     sources: list[Path] = typer.Argument(..., help="C files; several are joined with ld -r."),
@@ -222,8 +263,9 @@ def race(
     timeline: bool = typer.Option(False, "--timeline", "-t", help="Show the CPU 0 / CPU 1 timeline."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per run (several: under 'variants')."),
 ) -> None:
-    """Reproduce the module-load race of the seed commit: CPU 0 starts function tracing while CPU 1
-    loads race_mod, on the commit message's interleaving.
+    """Reproduce the module-load race of the seed commit on each kernel variant.
+
+    CPU 0 starts function tracing while CPU 1 loads race_mod, on the commit message's interleaving.
 
     Example: ftrace-emu race --timeline
     """
@@ -268,8 +310,9 @@ def explore(
     limit: Optional[int] = typer.Option(None, "--limit", help="Stop each variant after this many runs."),
     as_json: bool = typer.Option(False, "--json", help='One object: {"variants": {...}, "cross_replay": {...}}.'),
 ) -> None:
-    """Explore the schedules of a scenario (the race by default) on each kernel variant, checking the
-    invariants after each; report failing schedules, each replayable with race/run --schedule.
+    """Explore every schedule of a scenario (the race by default) on each kernel variant.
+
+    The invariants are checked after each run; failing schedules replay with race/run --schedule.
 
     Example: ftrace-emu explore --all-variants --jobs 2
     """

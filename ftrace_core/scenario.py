@@ -122,7 +122,7 @@ def _cpu(text: str, fail) -> int:
 
 def _parse_command(cpu: int, lineno: int, text: str, base: Path, fail) -> Command:
     try:
-        argv = shlex.split(text)
+        argv = shlex.split(text, comments=True)
     except ValueError as exc:
         raise fail(f"{text!r}: {exc}") from None
     verb, rest = argv[0], argv[1:]
