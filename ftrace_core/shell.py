@@ -43,9 +43,9 @@ class Shell:
     """Runs command lines against a System, printing each one's output (or its error, as a
     shell would, on one line) to `out`.  Bad input never raises."""
 
-    def __init__(self, system: "System", cpu: int = 0, out: TextIO = sys.stdout):
+    def __init__(self, system: "System", cpu: int = 0, out: TextIO | None = None):
         self.system = system
-        self.out = out
+        self.out = out if out is not None else sys.stdout
         self.cpu = self._check_cpu(cpu)
         self._commands: dict[str, Callable[[list[str]], None]] = {
             "echo": self._echo, "cat": self._tracefs_command, "rmmod": self._rmmod,
@@ -90,9 +90,10 @@ class Shell:
             self._print(f"{verb}: {exc}")
         return True
 
-    def run(self, input: TextIO = sys.stdin) -> None:
+    def run(self, input: TextIO | None = None) -> None:
         """Read and execute lines until end of input or exit; prompt (with readline line
         editing and history) only when input is a terminal."""
+        input = input if input is not None else sys.stdin
         interactive = _isatty(input)
         use_readline = interactive and input is sys.stdin
         if use_readline:
