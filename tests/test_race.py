@@ -155,3 +155,13 @@ def test_bad_scenario_file_on_the_cli_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"ftrace-emu: error: {bad}:1:") and err.count("\n") == 1
     assert main(["run", str(tmp_path / "missing.scn")]) == 2
+
+
+def test_the_readme_scenario_example_runs_clean():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("## Scenarios and schedules", 1)[1].split("```")[1]
+    r = run_scenario(parse_scenario(block, "README.md"), "fixed")
+    assert all(r.invariants.values()) and not any(c.error for c in r.commands)
+    assert [c.command for c in r.commands if c.output.startswith("vfs_")] == ["cat enabled_functions"]
