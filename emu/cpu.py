@@ -20,7 +20,7 @@ from unicorn.x86_const import (
 )
 
 from .errors import GuestFault
-from .machine import Machine, access_is_protection, access_kind
+from .machine import PAGE_SIZE, Machine, access_is_protection, access_kind
 from .sched import run_to_completion
 from .oops import X86_TRAP_PF, X86_TRAP_UD, format_oops
 
@@ -40,6 +40,8 @@ MASK64 = (1 << 64) - 1
 PERCPU_SELF, PERCPU_CPU, PERCPU_PID, PERCPU_COMM, PERCPU_CLOCK, PERCPU_LOCK_DEPTH = 0, 8, 12, 16, 32, 40
 #: Slices a CPU may keep running inside a spinlocked section before it counts as stuck.
 SOFT_LOCKUP_SLICES = 20000
+#: Instructions per counted slice when a call has a budget but no quantum.
+BUDGET_SLICE = 1_000_000
 #: Virtual nanoseconds charged per instruction of an expired quantum, and per finished call.
 NS_PER_INSN = 1
 NS_PER_CALL = 50
@@ -115,11 +117,13 @@ class Cpu:
         return self._depth > 0
 
     # -- calling guest code --------------------------------------------------------------
-    def call(self, addr: int, *args: int, quantum: int | None = None) -> Generator[Quantum, None, int]:
+    def call(self, addr: int, *args: int, quantum: int | None = None,
+             budget: int | None = None) -> Generator[Quantum, None, int]:
         """Run the guest function at addr with integer args until it returns; yields a
         Quantum every `quantum` instructions (never, when quantum is None).  Returns rax
         (as a signed 64-bit value).  A fault raises GuestFault and leaves the CPU as it was
-        before the call."""
+        before the call.  With a budget, a call that has not returned after that many
+        instructions is stopped and reported as a soft lockup."""
         if len(args) > len(ARG_REGS):
             raise ValueError(f"at most {len(ARG_REGS)} integer arguments")
         uc = self.machine.uc
@@ -142,6 +146,9 @@ class Cpu:
         self._depth += 1
         lock_depth = self.lock_depth()
         stuck = 0
+        spent = 0
+        # Without a quantum a budget still needs counted slices to notice it is spent.
+        slice_len = quantum or (min(budget, BUDGET_SLICE) if budget else 0)
         try:
             while True:
                 self._publish_clock()
@@ -150,7 +157,7 @@ class Cpu:
                 self.machine.last_interrupt = None
                 previous, self.machine.running_cpu = self.machine.running_cpu, self
                 try:
-                    uc.emu_start(rip, self.trap, count=quantum or 0)
+                    uc.emu_start(rip, self.trap, count=slice_len)
                     error = None
                 except UcError as exc:
                     error = exc
@@ -169,15 +176,21 @@ class Cpu:
                     self.advance_clock(NS_PER_CALL)
                     rax = uc.reg_read(UC_X86_REG_RAX)
                     return rax - (1 << 64) if rax >> 63 else rax
-                if quantum:
-                    self.insns += quantum
-                    self.advance_clock(quantum * NS_PER_INSN)
+                if slice_len:
+                    self.insns += slice_len
+                    self.advance_clock(slice_len * NS_PER_INSN)
+                    spent += slice_len
+                if budget is not None and spent >= budget:
+                    self._set_lock_depth(lock_depth)
+                    raise self._soft_lockup(rip, f"did not return within {budget} instructions")
+                if not quantum:
+                    continue  # a counted slice only for the budget: not a switch point
                 if self.lock_depth():
                     # Inside a spinlocked section: no switch here (see kernel.h).
                     stuck += 1
                     if stuck > SOFT_LOCKUP_SLICES:
                         self._set_lock_depth(lock_depth)
-                        raise self._soft_lockup(rip)
+                        raise self._soft_lockup(rip, f"stuck in a spinlocked section for {SOFT_LOCKUP_SLICES} slices")
                     continue
                 stuck = 0
                 yield Quantum(self.index, rip)
@@ -187,9 +200,9 @@ class Cpu:
             if outer is not None:
                 uc.context_restore(outer)
 
-    def run(self, addr: int, *args: int) -> int:
+    def run(self, addr: int, *args: int, budget: int | None = None) -> int:
         """Call guest code to completion, with no switching."""
-        return run_to_completion(self.call(addr, *args))
+        return run_to_completion(self.call(addr, *args, budget=budget))
 
     def lock_depth(self) -> int:
         """Spinlocks the guest holds on this CPU (struct percpu_area.lock_depth)."""
@@ -199,11 +212,10 @@ class Cpu:
         self.machine.write(self.percpu + PERCPU_LOCK_DEPTH, depth.to_bytes(4, "little"))
 
     # -- faults -------------------------------------------------------------------------------
-    def _soft_lockup(self, rip: int) -> GuestFault:
+    def _soft_lockup(self, rip: int, why: str) -> GuestFault:
         rsp = self.machine.uc.reg_read(UC_X86_REG_RSP)
         report = "\n".join([
-            f"watchdog: BUG: soft lockup - CPU#{self.index} stuck in a spinlocked section "
-            f"for {SOFT_LOCKUP_SLICES} slices! [{self.task.comm}:{self.task.pid}]",
+            f"watchdog: BUG: soft lockup - CPU#{self.index} {why}! [{self.task.comm}:{self.task.pid}]",
             f"CPU: {self.index} PID: {self.task.pid} Comm: {self.task.comm} Not tainted 4.8.0-ftrace-emu #1",
             f"RIP: 0010:{self.symbolizer.format(rip)}",
             "Call Trace:", *(f" {f}" for f in self._backtrace(rsp))])
@@ -221,10 +233,12 @@ class Cpu:
             kind, address, protection, trap = "invalid opcode", None, False, X86_TRAP_UD
         else:
             kind, address, protection = (f"trap {trap}" if trap is not None else str(error)), None, False
+        guard = address is not None and self.stack_base - PAGE_SIZE <= address < self.stack_base
         report = format_oops(
             cpu=self.index, comm=self.task.comm, pid=self.task.pid,
             rip_sym=self.symbolizer.format(rip), rsp=rsp, kind=kind, address=address,
-            protection=protection, trap=trap, backtrace=self._backtrace(rsp), regs=regs)
+            protection=protection, trap=trap, backtrace=self._backtrace(rsp), regs=regs,
+            stack=(self.stack_base, self.stack_top) if guard else None)
         return GuestFault(report, cpu=self.index, rip=rip, address=address, kind=kind, regs=regs)
 
     def _backtrace(self, rsp: int, limit: int = 32) -> list[str]:
@@ -239,8 +253,9 @@ class Cpu:
         return frames
 
     def _stack_words(self, rsp: int) -> Iterable[int]:
-        if not (self.stack_base <= rsp < self.stack_top):
+        if not (self.stack_base - PAGE_SIZE <= rsp < self.stack_top):
             return []
+        rsp = max(rsp, self.stack_base)  # an overflow leaves rsp in the guard page
         data = self.machine.read(rsp, self.stack_top - rsp)
         return [int.from_bytes(data[i:i + 8], "little") for i in range(0, len(data) - 7, 8)]
 

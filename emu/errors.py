@@ -23,6 +23,14 @@ class ModuleLoadError(EmuError):
         self.errno = errno
 
 
+class ModuleInitFault(ModuleLoadError):
+    """A module's init_module or cleanup_module oopsed; `report` is the oops."""
+
+    def __init__(self, message: str, report: str):
+        super().__init__(message, 14)  # EFAULT
+        self.report = report
+
+
 class SymbolError(EmuError):
     """A symbol name or address could not be resolved."""
 

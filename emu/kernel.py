@@ -61,7 +61,7 @@ class Kernel:
         self.current_cpu = 0
         self.text = TextPoker(self.machine, self.symbol("ftrace_text_poke_batch"),
                               {c.index: (c.percpu + PERCPU_STAGING, PERCPU_SIZE - PERCPU_STAGING) for c in self.cpus})
-        self.modules = ModuleLoader(self.machine, self.kallsyms, self.exports)
+        self.modules = ModuleLoader(self.machine, self.kallsyms, self.exports, log=self.printk)
         self.cpus[0].set_task(Task("swapper/0", 0))
         self.call("start_kernel")
         for init in late_init:

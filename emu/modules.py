@@ -22,13 +22,15 @@ from typing import Callable, Generator, Iterator
 
 from .cpu import Cpu
 from .elf import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_ABS, SHN_COMMON, SHN_UNDEF, ObjectFile, read_object
-from .errors import ElfError, GuestFault, ModuleLoadError
+from .errors import ElfError, GuestFault, ModuleInitFault, ModuleLoadError
 from .kallsyms import Kallsyms, KSym
 from .machine import PAGE_SIZE, Machine, Perm, page_align_up
 from .relocs import compute
 from .sched import Lock, Point, run_to_completion
 
 MODULES_VADDR = 0xFFFFFFFFA0000000
+#: Instructions init_module / cleanup_module may run before the load is given up as hung.
+INIT_BUDGET = 50_000_000
 MODULES_END = 0xFFFFFFFFFF000000
 MAX_MODULE_SIZE = 64 << 20
 EEXIST, ENOENT, ENOEXEC, EBUSY, ENOMEM = 17, 2, 8, 16, 12
@@ -98,8 +100,10 @@ def _errname(value: int) -> str:
 
 
 class ModuleLoader:
-    def __init__(self, machine: Machine, kallsyms: Kallsyms, exports: dict[str, int]):
+    def __init__(self, machine: Machine, kallsyms: Kallsyms, exports: dict[str, int],
+                 log: Callable[[str], None] | None = None):
         self.machine = machine
+        self.log = log  # printk, for oopses in init/exit
         self.kallsyms = kallsyms
         self.exports = exports
         self.hooks = ModuleHooks()
@@ -291,10 +295,17 @@ class ModuleLoader:
                 raw = self.machine.read(placement[sec.index], sec.size - sec.size % 8)
                 locs = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
                 text = mod.area("text")
+                fentry = self.exports.get("__fentry__")
                 for loc in locs:
-                    if text is None or not text.base <= loc < text.base + text.size:
+                    if text is None or not text.base <= loc <= text.base + text.size - 5:
                         raise ModuleLoadError(f"{mod.name}: __mcount_loc entry {loc:#x} is outside the module's text",
                                               ENOEXEC)
+                    # What recordmcount guarantees at build time: each entry is `call __fentry__`.
+                    site = self.machine.read(loc, 5)
+                    target = (loc + 5 + int.from_bytes(site[1:], "little", signed=True)) & ((1 << 64) - 1)
+                    if site[0] != 0xE8 or target != fentry:
+                        raise ModuleLoadError(f"{mod.name}: __mcount_loc entry {loc:#x} is not a call to __fentry__ "
+                                              f"({site.hex(' ')})", ENOEXEC)
                 mod.mcount_locs.extend(locs)
 
     def _complete_formation(self, mod: Module) -> Iterator[object]:
@@ -341,10 +352,10 @@ class ModuleLoader:
         if mod.init is not None:
             yield Point("do_init_module", mod.name)
             try:
-                ret = yield from cpu.call(mod.init, quantum=quantum)
-            except GuestFault:
+                ret = yield from cpu.call(mod.init, quantum=quantum, budget=INIT_BUDGET)
+            except GuestFault as fault:
                 yield from self._going(mod)
-                raise
+                raise self._init_fault(mod, "init_module", fault) from None
             ret = ((ret + (1 << 31)) % (1 << 32)) - (1 << 31)  # init returns int
         if ret < 0:
             yield from self._going(mod)
@@ -387,17 +398,39 @@ class ModuleLoader:
         finally:
             self.module_mutex.release()
         if mod.exit is not None:
-            yield from cpu.call(mod.exit, quantum=quantum)
+            try:
+                yield from cpu.call(mod.exit, quantum=quantum, budget=INIT_BUDGET)
+            except GuestFault as fault:
+                yield from self._going(mod)
+                raise self._init_fault(mod, "cleanup_module", fault) from None
         yield from self._going(mod)
+
+    def _init_fault(self, mod: Module, what: str, fault: GuestFault) -> ModuleInitFault:
+        """An oops in a module's init or exit: logged whole, reported in one line; the module
+        is gone (unlike the kernel, where it would stay half-loaded)."""
+        if self.log is not None:
+            for line in fault.report.splitlines():
+                self.log(line + "\n")
+        return ModuleInitFault(f"{mod.name}: {what} oopsed: {fault.report.splitlines()[0]} "
+                               f"(at {self.kallsyms.format(fault.rip)})", fault.report)
+
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+MODULE_NAME_LEN = 56  # MODULE_NAME_LEN on 64-bit
 
 
 def _module_name(obj: ObjectFile, path: str) -> str:
+    """The name in .modinfo ("name=..."), else the file's, which must be a valid module name."""
+    name = None
     for sec in obj.sections:
         if sec.name == ".modinfo":
             for item in sec.data.split(b"\0"):
                 if item.startswith(b"name="):
                     name = item[5:].decode("ascii", "replace")
-                    if name and len(name) < 56:
-                        return name
-    stem = Path(path).name
-    return stem[:-3] if stem.endswith(".ko") else stem
+    if name is None:
+        stem = Path(path).name
+        name = stem[:-3] if stem.endswith(".ko") else stem
+    if not name or len(name) >= MODULE_NAME_LEN or not set(name) <= _NAME_CHARS:
+        raise ModuleLoadError(f"{path}: invalid module name {name[:MODULE_NAME_LEN]!r} "
+                              f"(letters, digits, _ and -, under {MODULE_NAME_LEN} characters)", ENOEXEC)
+    return name

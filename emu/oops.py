@@ -37,10 +37,15 @@ def format_oops(
     trap: int | None,
     backtrace: Sequence[str],
     regs: dict[str, int],
+    stack: tuple[int, int] | None = None,
 ) -> str:
-    """Render the report: what happened, the CPU and task, RIP symbolised, registers, trace."""
+    """Render the report: what happened, the CPU and task, RIP symbolised, registers, trace.
+    `stack` is the task's stack when the fault hit its guard page."""
     lines = []
-    if trap is None or trap == X86_TRAP_PF:
+    if stack is not None:
+        lines.append(f"BUG: stack guard page was hit at {address or 0:016x} (stack is {stack[0]:016x}..{stack[1]:016x})")
+        lines.append(f"kernel stack overflow (page fault): {pf_error_code(kind, protection):04x} [#1] SMP")
+    elif trap is None or trap == X86_TRAP_PF:
         code = pf_error_code(kind, protection)
         addr = address or 0
         if addr < 0x1000 and not protection:

@@ -233,6 +233,8 @@ def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[st
                   timeline: bool, as_json: bool) -> None:
     from .scenario import load_scenario, run_scenario
 
+    if quantum is not None and quantum < 1:
+        raise FtraceError(f"--quantum must be at least 1, got {quantum}")
     scenario = load_scenario(scenario_name)
     results = [run_scenario(scenario, v, schedule, quantum) for v in variants]
     if as_json:

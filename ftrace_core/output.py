@@ -46,11 +46,22 @@ def format_lost(cpu: int, lost: int) -> str:
     return f"CPU:{cpu} [LOST {lost} EVENTS]\n"
 
 
-def format_trace(tracer: str, buffer: RingBuffer, nr_cpus: int, ftrace_dead: bool,
-                 name_ip: Callable[[int], str], entries: Iterable[TraceEntry] | None = None) -> str:
-    out = [trace_header(tracer, buffer, nr_cpus, ftrace_dead)]
-    out.extend(format_entry(e, name_ip) for e in (buffer.entries() if entries is None else entries))
+def format_entries(entries: Iterable[TraceEntry], name_ip: Callable[[int], str], lost: list[int]) -> str:
+    """Event lines; before a CPU's first surviving event, how many of its events were lost."""
+    out = []
+    pending = {cpu: n for cpu, n in enumerate(lost) if n}
+    for e in entries:
+        if e.cpu in pending:
+            out.append(format_lost(e.cpu, pending.pop(e.cpu)))
+        out.append(format_entry(e, name_ip))
+    out.extend(format_lost(cpu, n) for cpu, n in sorted(pending.items()))
     return "".join(out)
+
+
+def format_trace(tracer: str, buffer: RingBuffer, nr_cpus: int, ftrace_dead: bool,
+                 name_ip: Callable[[int], str]) -> str:
+    return trace_header(tracer, buffer, nr_cpus, ftrace_dead) + format_entries(buffer.entries(), name_ip,
+                                                                                buffer.overrun)
 
 
 # -- function_graph ---------------------------------------------------------------------------

@@ -98,3 +98,42 @@ def fake_ftrace(nr_sites: int = 32, variant: str = "fixed") -> tuple[Ftrace, Fak
     run_to_completion(ftrace.ftrace_init(sites))
     text.writable = False
     return ftrace, text, env, sites
+
+
+def snapshot(system) -> tuple:
+    """What a failed load must leave as it found it: the module list, the memory map (with
+    protections), ftrace's records and flags, kallsyms, the ops and their hashes."""
+    kernel = system.kernel
+    return (
+        tuple((m.name, m.state.name) for m in kernel.modules.modules),
+        tuple(str(e) for e in kernel.memory_map()),
+        tuple((r.ip, r.flags) for r in system.ftrace.records),
+        tuple((s.name, s.addr, s.module) for s in kernel.kallsyms),
+        tuple((o.name, o.flags, tuple(o.filter_hash), tuple(o.notrace_hash)) for o in system.ftrace.ops_list),
+        system.ftrace.ftrace_disabled,
+    )
+
+
+def try_load(system, data: bytes, name: str) -> str:
+    """Load a (possibly malformed) module on CPU 1 and unload it again if it loaded; return the
+    outcome ("loaded", or the error's class and message).  Raises AssertionError when the
+    loader broke its promise: an error that is not its own or not one line, or any change to
+    the module list, the memory map, ftrace's records and ops, or kallsyms."""
+    from emu.errors import ModuleLoadError
+    from emu.sched import run_to_completion
+
+    kernel = system.kernel
+    before = snapshot(system)
+    try:
+        mod = run_to_completion(kernel.modules.load_module(kernel.cpus[1], data, name))
+    except ModuleLoadError as exc:
+        message = str(exc)
+        assert message and "\n" not in message, f"error message not one line: {message!r}"
+        assert snapshot(system) == before, f"state changed after a failed load: {message}"
+        return f"{type(exc).__name__}: {message}"
+    try:
+        run_to_completion(kernel.modules.delete_module(kernel.cpus[1], mod.name))
+    except ModuleLoadError:
+        pass  # cleanup_module oopsed; the module is gone all the same
+    assert snapshot(system) == before, "state changed after a load and unload"
+    return "loaded"

@@ -18,7 +18,8 @@ from .errors import FtraceDead, TracefsError
 from .flags import FTRACE_FL_ENABLED, FTRACE_FL_IPMODIFY, FTRACE_FL_REGS, FTRACE_FL_TRAMP_EN, ftrace_rec_count
 from .hash import FtraceHash, MatchType, filter_parse_regex, ftrace_match
 from .flags import FTRACE_START_FUNC_RET, FTRACE_STOP_FUNC_RET
-from .output import GRAPH_HEADER, format_entry, format_graph, format_trace
+from .output import GRAPH_HEADER, format_entries, format_graph, format_lost, format_trace
+from .tracer import ENTRY_BYTES
 
 if TYPE_CHECKING:
     from .system import System
@@ -26,9 +27,12 @@ if TYPE_CHECKING:
 TRACERS = ("function_graph", "function", "nop")
 _UNDER_FTRACE_LOCK = ("set_ftrace_filter", "set_ftrace_notrace", "available_filter_functions", "enabled_functions")
 #: The files, for checking names before anything runs (scenario files, the CLI).
-WRITABLE_FILES = ("current_tracer", "set_ftrace_filter", "set_ftrace_notrace", "trace", "tracing_on")
-READABLE_FILES = ("available_filter_functions", "available_tracers", "current_tracer", "enabled_functions",
-                  "set_ftrace_filter", "set_ftrace_notrace", "trace", "trace_pipe", "tracing_on")
+WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "set_ftrace_filter", "set_ftrace_notrace", "trace",
+                  "tracing_on")
+READABLE_FILES = ("available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer",
+                  "enabled_functions", "set_ftrace_filter", "set_ftrace_notrace", "trace", "trace_pipe", "tracing_on")
+#: Per-CPU buffers are held in host memory: keep them to a sane size.
+MAX_BUFFER_KB = 65536
 
 
 class Tracefs:
@@ -46,6 +50,7 @@ class Tracefs:
             "enabled_functions": self._enabled_functions,
             "trace": self._trace,
             "trace_pipe": self._trace_pipe,
+            "buffer_size_kb": self._buffer_size_kb,
         }
         self._writers = {
             "current_tracer": self._write_current_tracer,
@@ -53,6 +58,7 @@ class Tracefs:
             "set_ftrace_filter": lambda text, append: self._write_hash(text, append, filter_hash=True),
             "set_ftrace_notrace": lambda text, append: self._write_hash(text, append, filter_hash=False),
             "trace": self._write_trace,
+            "buffer_size_kb": self._write_buffer_size_kb,
         }
 
     @property
@@ -169,11 +175,24 @@ class Tracefs:
                             s.env.name_ip)
 
     def _trace_pipe(self) -> str:
-        entries = list(self.system.buffer.consume())
+        entries, lost = self.system.buffer.consume()
         if self.current_tracer == "function_graph":
-            return format_graph(entries, self.system.env.name_ip, len(self.system.kernel.cpus)).split(
+            text = format_graph(entries, self.system.env.name_ip, len(self.system.kernel.cpus)).split(
                 GRAPH_HEADER, 1)[1]
-        return "".join(format_entry(e, self.system.env.name_ip) for e in entries)
+            return "".join(format_lost(cpu, n) for cpu, n in enumerate(lost) if n) + text
+        return format_entries(entries, self.system.env.name_ip, lost)
+
+    def _buffer_size_kb(self) -> str:
+        return f"{self.system.buffer.entries_per_cpu * ENTRY_BYTES // 1024}\n"
+
+    def _write_buffer_size_kb(self, text: str, append: bool) -> Iterator[object]:
+        value = text.strip()
+        if not value.isdigit() or int(value) == 0 or int(value) > MAX_BUFFER_KB:
+            raise TracefsError(f"buffer_size_kb: expected a size in KB from 1 to {MAX_BUFFER_KB}, got {value!r}",
+                               errno.EINVAL)
+        self._touch(("trace",), write=True)
+        self.system.buffer.resize(max(1, int(value) * 1024 // ENTRY_BYTES))
+        yield from ()
 
     # -- filters ----------------------------------------------------------------------------
     def _read_hash(self, hash_: FtraceHash, notrace: bool) -> str:

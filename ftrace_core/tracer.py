@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator
 
 from unicorn import unicorn_const as uc_const
 from unicorn.x86_const import UC_X86_REG_RDI, UC_X86_REG_RSI
@@ -22,7 +21,11 @@ from .update import Ftrace
 
 #: Virtual nanoseconds a traced call costs the CPU that makes it.
 TRACE_EVENT_NS = 100
-DEFAULT_BUFFER_ENTRIES = 65536
+#: Bytes a function event takes in the kernel's ring buffer (header + ip + parent_ip), which
+#: turns buffer_size_kb into a number of entries.
+ENTRY_BYTES = 32
+DEFAULT_BUFFER_KB = 1408  # the kernel's default per-CPU size
+DEFAULT_BUFFER_ENTRIES = DEFAULT_BUFFER_KB * 1024 // ENTRY_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +44,32 @@ class RingBuffer:
     """Per-CPU buffers of bounded size; the oldest entries go when one is full."""
 
     def __init__(self, nr_cpus: int, entries_per_cpu: int = DEFAULT_BUFFER_ENTRIES):
+        if entries_per_cpu < 1:
+            raise ValueError("a ring buffer needs room for at least one entry per CPU")
         self.entries_per_cpu = entries_per_cpu
         self.cpus = [deque(maxlen=entries_per_cpu) for _ in range(nr_cpus)]
         self.written = [0] * nr_cpus  # entries ever written, per CPU
-        self.overrun = [0] * nr_cpus
+        self.overrun = [0] * nr_cpus  # entries overwritten (lost), per CPU
+        self.unreported = [0] * nr_cpus  # lost since trace_pipe last said so
 
     def record(self, entry: "TraceEntry | GraphEntry") -> None:
         buf = self.cpus[entry.cpu]
-        if len(buf) == buf.maxlen:
+        if len(buf) == buf.maxlen:  # overwrite mode: the oldest entry goes
             self.overrun[entry.cpu] += 1
+            self.unreported[entry.cpu] += 1
         buf.append(entry)
         self.written[entry.cpu] += 1
+
+    def resize(self, entries_per_cpu: int) -> None:
+        """buffer_size_kb: keep the newest entries that fit."""
+        if entries_per_cpu < 1:
+            raise ValueError("a ring buffer needs room for at least one entry per CPU")
+        for i, buf in enumerate(self.cpus):
+            dropped = max(0, len(buf) - entries_per_cpu)
+            self.overrun[i] += dropped
+            self.unreported[i] += dropped
+            self.cpus[i] = deque(buf, maxlen=entries_per_cpu)
+        self.entries_per_cpu = entries_per_cpu
 
     def entries(self) -> list:
         """All buffered entries merged in time order (ties: lower CPU first)."""
@@ -59,18 +77,22 @@ class RingBuffer:
         merged.sort(key=lambda e: (e.ts, e.cpu))
         return merged
 
-    def consume(self) -> Iterator[TraceEntry]:
-        """trace_pipe: entries in time order, removed as they are read."""
+    def consume(self) -> tuple[list, list[int]]:
+        """trace_pipe: entries in time order, removed as they are read, and per CPU how many
+        were lost since the last read."""
         items = self.entries()
-        for buf in self.cpus:
+        lost = list(self.unreported)
+        for i, buf in enumerate(self.cpus):
             buf.clear()
-        return iter(items)
+            self.unreported[i] = 0
+        return items, lost
 
     def reset(self) -> None:
         for i, buf in enumerate(self.cpus):
             buf.clear()
             self.written[i] = 0
             self.overrun[i] = 0
+            self.unreported[i] = 0
 
     @property
     def entries_in_buffer(self) -> int:

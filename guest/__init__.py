@@ -45,6 +45,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "hello.ko": ("hello.c",),
     "joined.ko": ("joined_main.c", "joined_util.c"),
     "fail_init.ko": ("fail_init.c",),
+    "lkdtm.ko": ("lkdtm.c",),
 }
 
 

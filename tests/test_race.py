@@ -141,6 +141,18 @@ def test_run_a_users_scenario_file(tmp_path, capsys):
     ("cpu 0: cat trace\nschedule: 5", "x.scn:2: schedule: '5': no CPU 5"),
     ("hello", "x.scn:1: expected 'cpu N: COMMAND'"),
     ("", "x.scn: no commands"),
+    ("task 0 bash", "x.scn:1: expected 'task CPU COMM PID', got 'task 0 bash'"),
+    ("task 7 bash 1", "x.scn:1: no CPU '7'"),
+    ("cpu 0 echo function > current_tracer", "x.scn:1: expected 'cpu N: COMMAND'"),
+    ("cpu 0:", "x.scn:1: expected 'cpu N: COMMAND', got 'cpu 0:'"),
+    ("cpu 0: echo function", "x.scn:1: 'echo function': echo needs '> FILE' or '>> FILE'"),
+    ("cpu 0: echo a > trace extra", "x.scn:1: 'echo a > trace extra': expected 'echo VALUE > FILE'"),
+    ("cpu 0: echo 'unterminated > trace", "x.scn:1: \"echo 'unterminated > trace\": No closing quotation"),
+    ("cpu 0: insmod a.ko b.ko", "x.scn:1: 'insmod a.ko b.ko': expected 'insmod PATH'"),
+    ("cpu 0: rmmod", "x.scn:1: 'rmmod': expected 'rmmod NAME'"),
+    ("cpu 0: call", "x.scn:1: 'call': expected 'call SYMBOL ARGS...'"),
+    ("cpu 0: call f 1 2 3 4 5 6 7", "x.scn:1: 'call f 1 2 3 4 5 6 7': at most 6 integer arguments"),
+    ("cpu 0: cat trace\nschedule: 0@x q=5", "x.scn:2: schedule: 'q=5': q=N must come first"),
 ])
 def test_bad_scenario_files_name_file_and_line(text, message):
     with pytest.raises(ScenarioError) as info:
@@ -165,3 +177,28 @@ def test_the_readme_scenario_example_runs_clean():
     r = run_scenario(parse_scenario(block, "README.md"), "fixed")
     assert all(r.invariants.values()) and not any(c.error for c in r.commands)
     assert [c.command for c in r.commands if c.output.startswith("vfs_")] == ["cat enabled_functions"]
+
+
+def test_commands_that_fail_at_run_time_are_reported_like_a_shell_and_the_run_completes(capsys):
+    scn = parse_scenario("cpu 0: rmmod ghost\n"
+                         "cpu 0: call no_such_function 1\n"
+                         "cpu 0: echo nosuch > set_ftrace_filter\n"
+                         "cpu 1: insmod fail_init.ko\n"
+                         "cpu 1: call workload_getpid\n", "x.scn")
+    r = run_scenario(scn, "fixed")
+    errors = [c.error for c in r.commands]
+    assert errors == ["rmmod: ghost: module not loaded", "call: unknown symbol no_such_function",
+                      "echo: set_ftrace_filter: 'nosuch' matches no function",
+                      "insmod: fail_init: init_module returned -19 (ENODEV)", None]
+    assert all(r.invariants.values())
+
+
+@pytest.mark.parametrize("args,message", [
+    (["race", "--quantum", "0"], "--quantum must be at least 1"),
+    (["run", "race", "--variant", "newest"], "unknown variant 'newest'"),
+    (["race", "--schedule", "1@x#0"], "counts start at 1"),
+])
+def test_race_and_run_bad_options_exit_2(capsys, args, message):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
