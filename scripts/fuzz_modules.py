@@ -29,7 +29,7 @@ from emu.fuzz import mutate  # noqa: E402
 from ftrace_core.system import boot  # noqa: E402
 from ftrace_core.testing import try_load  # noqa: E402
 
-SOURCES = ["race_mod", "hello", "joined", "fail_init"]
+SOURCES = ["race_mod", "hello", "joined", "fail_init", "lkdtm"]
 
 
 def one_case(system, data: bytes, name: str) -> str:
