@@ -99,11 +99,19 @@ class Cpu:
         self._publish_percpu()
 
     def advance_clock(self, ns: int) -> None:
-        """Move this CPU's virtual clock on; the guest sees it from its next slice."""
+        """Move this CPU's virtual clock on.  While the CPU is running (a hook calls this),
+        the guest's copy moves too, since the guest's value is taken back after the slice."""
         self.clock_ns += ns
+        if self.machine.running_cpu is self:
+            self._publish_clock()
 
     def _publish_clock(self) -> None:
         self.machine.write(self.percpu + PERCPU_CLOCK, self.clock_ns.to_bytes(8, "little"))
+
+    def _sync_clock(self) -> None:
+        """Guest code may move the clock on too (the in-guest trace recorder charges its
+        events): take the guest's value after each slice."""
+        self.clock_ns = int.from_bytes(bytes(self.machine.uc.mem_read(self.percpu + PERCPU_CLOCK, 8)), "little")
 
     def _publish_percpu(self) -> None:
         comm = self.task.comm.encode()[:15].ljust(16, b"\0")
@@ -166,6 +174,7 @@ class Cpu:
                 pending = self.machine.hooks.take_pending()
                 if pending is not None:
                     raise pending
+                self._sync_clock()
                 rip = uc.reg_read(UC_X86_REG_RIP)
                 if error is not None or self.machine.last_interrupt is not None:
                     self._set_lock_depth(lock_depth)  # the oops ends this call's sections

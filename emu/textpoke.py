@@ -15,6 +15,8 @@ from .errors import GuestFault, MemoryAccessError, TextWriteFault
 from .machine import Machine
 
 _ENTRY = 24  # struct text_poke {dst, src, len}
+#: Translated code is dropped for a batch's whole span when it is at most this long.
+INVALIDATE_SPAN = 4 << 20
 
 
 class TextPoker:
@@ -73,7 +75,15 @@ class TextPoker:
         self._invalidate(cpu, chunk[:finished])
 
     def _invalidate(self, cpu: Cpu, written: list[tuple[int, bytes]], notify: bool = True) -> None:
-        for addr, data in written:
-            self.machine.uc.ctl_remove_cache(addr, addr + len(data))
-            for listener in list(self.listeners) if notify else ():
+        if not written:
+            return
+        lo = min(addr for addr, _ in written)
+        hi = max(addr + len(data) for addr, data in written)
+        if hi - lo <= INVALIDATE_SPAN:  # one call for a batch of nearby sites
+            self.machine.uc.ctl_remove_cache(lo, hi)
+        else:
+            for addr, data in written:
+                self.machine.uc.ctl_remove_cache(addr, addr + len(data))
+        for addr, data in written if notify else ():
+            for listener in list(self.listeners):
                 listener(cpu, addr, data)

@@ -67,10 +67,11 @@ def build_module(sources: Sequence[Path], out: Path, cwd: Path | None = None) ->
     return Path(out)
 
 
-def build_kernel(out: Path) -> Path:
-    """Build the kernel image from guest/kernel/*.c and *.S with kernel.lds."""
+def build_kernel(out: Path, extra_sources: Sequence[Path] = ()) -> Path:
+    """Build the kernel image from guest/kernel/*.c and *.S with kernel.lds, plus any extra
+    C files (the benchmarks add generated ones)."""
     cwd = guest.GUEST_DIR
-    sources = sorted(guest.KERNEL_DIR.glob("*.S")) + sorted(guest.KERNEL_DIR.glob("*.c"))
+    sources = sorted(guest.KERNEL_DIR.glob("*.S")) + sorted(guest.KERNEL_DIR.glob("*.c")) + list(extra_sources)
     with tempfile.TemporaryDirectory(prefix="ftrace-emu-build-") as tmp:
         objs = []
         for src in sources:

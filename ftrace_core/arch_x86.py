@@ -80,9 +80,10 @@ class ArchX86:
         stopping at its first failure would leave things."""
         writes: list[tuple[int, bytes]] = []
         failed = 0
+        window = self._read_window(sites)
         for ip, old, new in sites:
             try:
-                replaced = self.text.read(ip, MCOUNT_INSN_SIZE)
+                replaced = window(ip)
             except TextFault:
                 failed = -EFAULT
             else:
@@ -96,6 +97,21 @@ class ArchX86:
             self.ftrace_expected = sites[landed][1]
             return landed, -EPERM
         return landed, failed
+
+    def _read_window(self, sites: list[tuple[int, bytes, bytes]]):
+        """probe_kernel_read for many sites: one read of the range they span when it is
+        small enough (boot converts thousands of sites), else one read per site."""
+        if len(sites) < 16:
+            return lambda ip: self.text.read(ip, MCOUNT_INSN_SIZE)
+        lo = min(ip for ip, _, _ in sites)
+        hi = max(ip for ip, _, _ in sites) + MCOUNT_INSN_SIZE
+        if hi - lo > 64 << 20:
+            return lambda ip: self.text.read(ip, MCOUNT_INSN_SIZE)
+        try:
+            blob = self.text.read(lo, hi - lo)
+        except TextFault:  # a hole in the range: fall back to site by site
+            return lambda ip: self.text.read(ip, MCOUNT_INSN_SIZE)
+        return lambda ip: blob[ip - lo: ip - lo + MCOUNT_INSN_SIZE]
 
     def call_bytes(self, ip: int, addr: int) -> bytes:
         return ftrace_call_replace(ip, addr)

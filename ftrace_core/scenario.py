@@ -219,7 +219,9 @@ def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | Non
     sched = Schedule.parse(schedule if schedule is not None else (scenario.schedule or "rr"), NR_CPUS)
     if quantum is not None:
         sched.quantum = quantum
-    system = system or boot(variant)
+    if system is None:
+        system = boot(variant)
+        system.ftrace.record_points = True  # a point per call-site rewrite, for schedules to use
     audit = CallAudit(system)
     audit.install()
     results: list[CommandResult] = []

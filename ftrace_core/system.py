@@ -99,11 +99,15 @@ class System:
     """A booted guest kernel with dynamic ftrace: the Python API users and tests drive."""
 
     def __init__(self, variant: str = "fixed", image: str | Path = guest.VMLINUX,
-                 buffer_entries: int = DEFAULT_BUFFER_ENTRIES):
+                 buffer_entries: int = DEFAULT_BUFFER_ENTRIES, recorder: str = "hook"):
+        """recorder: "hook" (a host hook records each traced call; exact, followed by the
+        invariants) or "guest" (the guest's function_trace_call writes per-CPU rings that
+        are drained when read; much faster)."""
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(VARIANTS)}")
         self.variant = variant
         self._buffer_entries = buffer_entries
+        self._recorder = recorder
         self.kernel = Kernel(image, late_init=[self._ftrace_init])
 
     def _ftrace_init(self, kernel: Kernel) -> None:
@@ -122,7 +126,7 @@ class System:
         run_to_completion(self.ftrace.ftrace_init(locs))
         ftrace_module.install(self.ftrace, kernel.modules.hooks)
         self.buffer = RingBuffer(len(kernel.cpus), self._buffer_entries)
-        self.tracer = FunctionTracer(kernel, self.ftrace, self.buffer)
+        self.tracer = FunctionTracer(kernel, self.ftrace, self.buffer, self._recorder)
         self.graph = GraphTracer(kernel, self.buffer)
         # The top-level trace array's ops: tracefs's filter files edit its hashes, for the
         # function tracer and function_graph alike.

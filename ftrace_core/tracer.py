@@ -8,6 +8,7 @@ to every enabled ops whose hashes select the ip, as the kernel's __ftrace_ops_li
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from dataclasses import dataclass
 
@@ -51,6 +52,17 @@ class RingBuffer:
         self.written = [0] * nr_cpus  # entries ever written, per CPU
         self.overrun = [0] * nr_cpus  # entries overwritten (lost), per CPU
         self.unreported = [0] * nr_cpus  # lost since trace_pipe last said so
+        self.sources: list = []  # recorders with events still to pull in (GuestRecorder)
+
+    def pull(self) -> None:
+        for source in self.sources:
+            source.drain(self)
+
+    def lose(self, cpu: int, count: int) -> None:
+        """Events that never reached this buffer (a recorder's ring wrapped first)."""
+        self.written[cpu] += count
+        self.overrun[cpu] += count
+        self.unreported[cpu] += count
 
     def record(self, entry: "TraceEntry | GraphEntry") -> None:
         buf = self.cpus[entry.cpu]
@@ -64,6 +76,9 @@ class RingBuffer:
         """buffer_size_kb: keep the newest entries that fit."""
         if entries_per_cpu < 1:
             raise ValueError("a ring buffer needs room for at least one entry per CPU")
+        self.pull()
+        for source in self.sources:
+            source.resize(entries_per_cpu)
         for i, buf in enumerate(self.cpus):
             dropped = max(0, len(buf) - entries_per_cpu)
             self.overrun[i] += dropped
@@ -73,6 +88,7 @@ class RingBuffer:
 
     def entries(self) -> list:
         """All buffered entries merged in time order (ties: lower CPU first)."""
+        self.pull()
         merged = [e for buf in self.cpus for e in buf]
         merged.sort(key=lambda e: (e.ts, e.cpu))
         return merged
@@ -80,7 +96,7 @@ class RingBuffer:
     def consume(self) -> tuple[list, list[int]]:
         """trace_pipe: entries in time order, removed as they are read, and per CPU how many
         were lost since the last read."""
-        items = self.entries()
+        items = self.entries()  # pulls
         lost = list(self.unreported)
         for i, buf in enumerate(self.cpus):
             buf.clear()
@@ -88,6 +104,7 @@ class RingBuffer:
         return items, lost
 
     def reset(self) -> None:
+        self.pull()  # what was recorded before the reset goes with it
         for i, buf in enumerate(self.cpus):
             buf.clear()
             self.written[i] = 0
@@ -96,29 +113,56 @@ class RingBuffer:
 
     @property
     def entries_in_buffer(self) -> int:
+        self.pull()
         return sum(len(b) for b in self.cpus)
 
     @property
     def entries_written(self) -> int:
+        self.pull()
         return sum(self.written)
 
 
 class FunctionTracer:
-    """Installs the trampoline-callback hooks and turns each call into a TraceEntry."""
+    """Turns each traced call into a TraceEntry, by one of two recorders:
 
-    def __init__(self, kernel: Kernel, ftrace: Ftrace, buffer: RingBuffer):
+    hook   a host hook on function_trace_call records each call as it happens (exact, and
+           what the invariants' call audit follows);
+    guest  function_trace_call itself writes the event into a per-CPU ring in guest memory,
+           which the host drains when the trace is read (the kernel's way, and fast).
+
+    ftrace_ops_list_func (several ops registered) is always hooked: the ops list lives here."""
+
+    def __init__(self, kernel: Kernel, ftrace: Ftrace, buffer: RingBuffer, recorder: str = "hook"):
+        if recorder not in ("hook", "guest"):
+            raise ValueError(f"unknown recorder {recorder!r}: expected hook or guest")
         self.kernel = kernel
         self.ftrace = ftrace
         self.buffer = buffer
-        self.tracing_on = True
+        self.recorder = recorder
+        self._tracing_on = True
         self.audit = None  # an invariants.CallAudit, told of each recorded entry
         self._busy = [False] * len(kernel.cpus)
         machine = kernel.machine
         self.direct = kernel.symbol("function_trace_call")
         self.list_func = kernel.symbol("ftrace_ops_list_func")
         # Hooks go in before any of this code is first translated (unicorn-facts.md).
-        for addr in (self.direct, self.list_func):
+        hooked = (self.direct, self.list_func) if recorder == "hook" else (self.list_func,)
+        for addr in hooked:
             machine.hooks.add(uc_const.UC_HOOK_CODE, self._on_callback, begin=addr, end=addr)
+        self.guest = GuestRecorder(kernel, buffer) if recorder == "guest" else None
+        if self.guest is not None:
+            buffer.sources.append(self.guest)
+            self.guest.set_recording(True)
+
+    @property
+    def tracing_on(self) -> bool:
+        return self._tracing_on
+
+    @tracing_on.setter
+    def tracing_on(self, on: bool) -> None:
+        self._tracing_on = on
+        if self.guest is not None:
+            self.guest.set_recording(on)
 
     def _on_callback(self, uc, address: int, size: int, data: object) -> None:
         cpu = self.kernel.machine.running_cpu
@@ -227,3 +271,50 @@ class GraphTracer:
         if self.tracing_on and self.active:
             self.buffer.record(GraphEntry(cpu.clock_ns, cpu.index, cpu.task.comm, cpu.task.pid, func, ret,
                                           index, True, calltime))
+
+
+_EVENT = struct.Struct("<QQQq")  # struct trace_event {ip, parent_ip, ts, pid}
+TRACE_RING_CAPACITY = 32768  # guest/kernel/main.c
+
+
+class GuestRecorder:
+    """The host side of the in-guest recorder: switches it on and off, sizes its rings, and
+    drains new events into the RingBuffer (counting those a wrapped ring lost)."""
+
+    def __init__(self, kernel: Kernel, buffer: RingBuffer):
+        self.kernel = kernel
+        self.rings = kernel.symbol("trace_rings")
+        self.flag = kernel.symbol("ftrace_guest_recording")
+        self.ring_bytes = 16 + TRACE_RING_CAPACITY * _EVENT.size
+        self.drained = [0] * len(kernel.cpus)
+        self.cmdlines: dict[int, str] = {}  # pid -> comm, as the kernel's saved_cmdlines
+        self.resize(buffer.entries_per_cpu)
+
+    def set_recording(self, on: bool) -> None:
+        self.kernel.machine.write(self.flag, (1 if on else 0).to_bytes(4, "little"))
+
+    def resize(self, entries_per_cpu: int) -> None:
+        """Ring slots: the largest power of two that fits, at most the guest's capacity."""
+        slots = 1 << (min(entries_per_cpu, TRACE_RING_CAPACITY).bit_length() - 1)
+        for cpu in range(len(self.kernel.cpus)):
+            self.kernel.machine.write(self.rings + cpu * self.ring_bytes + 8, (slots - 1).to_bytes(8, "little"))
+
+    def drain(self, buffer: RingBuffer) -> None:
+        machine = self.kernel.machine
+        for cpu in self.kernel.cpus:
+            self.cmdlines[cpu.task.pid] = cpu.task.comm
+        for index in range(len(self.kernel.cpus)):
+            base = self.rings + index * self.ring_bytes
+            written, mask = struct.unpack("<QQ", machine.read(base, 16))
+            new = written - self.drained[index]
+            if new <= 0:
+                continue
+            slots = mask + 1
+            keep = min(new, slots)
+            if new > keep:
+                buffer.lose(index, new - keep)
+            raw = machine.read(base + 16, slots * _EVENT.size)
+            for seq in range(written - keep, written):
+                ip, parent, ts, pid = _EVENT.unpack_from(raw, (seq & mask) * _EVENT.size)
+                buffer.record(TraceEntry(ts, index, self.cmdlines.get(pid, "<...>"), pid, ip, parent))
+            self.drained[index] = written

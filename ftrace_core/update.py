@@ -55,8 +55,9 @@ class Ftrace:
         self.bug_report: str | None = None
         self.bug_ip: int | None = None  # the call site ftrace_bug reported
         self.update_tot_cnt = 0
-        #: Make every call-site rewrite a point of its own (finer interleaving, slower).
-        self.record_points = True
+        #: Make every call-site rewrite a point of its own (finer interleaving, slower); the
+        #: scenario runner turns it on, plain use rewrites in one pass on the CPU.
+        self.record_points = False
         #: Code updates in progress (between RW-prepare and RO-post-process).
         self.updating = 0
         self.tracker = None  # an emu.footprint.Tracker while the explorer records steps
@@ -112,8 +113,8 @@ class Ftrace:
         """__ftrace_hash_rec_update(): add or drop ops' reference on every record it selects.
 
         With filter_hash false it works from the notrace hash, with inc inverted: records in
-        notrace lose (or regain) this ops' reference.  Returns whether any record now needs
-        rewriting."""
+        notrace lose (or regain) this ops' reference.  Returns whether any record's count
+        changed (4.8 returns nothing; callers here do not depend on it)."""
         if not ops.flags & FTRACE_OPS_FL_ENABLED:
             return False
         all_recs = False
@@ -164,7 +165,7 @@ class Ftrace:
                 rec.flags &= ~FTRACE_FL_TRAMP  # [4.8] always cleared; re-derived below
                 if ftrace_rec_count(rec.flags) == 1 and self._find_tramp_ops_any(rec) is not None:
                     rec.flags |= FTRACE_FL_TRAMP
-            update |= self.ftrace_check_record(rec, True, False) != UpdateAction.IGNORE
+            update = True
             if not all_recs and count == len(hash_):
                 break
         return update

@@ -11,8 +11,8 @@ def test_boot_prints_dmesg_and_memory_map_with_protections(capsys):
     assert "Linux version 4.8.0-ftrace-emu" in out
     assert "ffffffff81000000" in out and "r-x" in out and "kernel .text" in out
     assert "kernel .rodata" in out and "cpu1 stack" in out
-    assert "ftrace: allocating 161 entries in 1 pages" in out
-    assert "ftrace: 161 call sites, all nops" in out
+    assert "ftrace: allocating 164 entries in 1 pages" in out
+    assert "ftrace: 164 call sites, all nops" in out
 
 
 def test_boot_with_a_missing_image_is_a_one_line_error(capsys, tmp_path):

@@ -16,14 +16,57 @@ unsigned long function_trace_op;
 unsigned long ftrace_calls_seen[2];
 
 /*
+ * The in-guest recorder, the kernel's way: function_trace_call writes each
+ * event into its CPU's ring (a power-of-two number of slots, set by the host)
+ * and the host drains the rings when the trace is read.  Off (0) when the host
+ * records from a hook on function_trace_call instead.
+ */
+#define TRACE_RING_CAPACITY 32768
+
+struct trace_event {
+	unsigned long ip;
+	unsigned long parent_ip;
+	unsigned long ts;
+	long pid;
+};
+
+struct trace_ring {
+	unsigned long written;
+	unsigned long mask;	/* slots - 1 */
+	struct trace_event ev[TRACE_RING_CAPACITY];
+};
+
+int ftrace_guest_recording;
+struct trace_ring trace_rings[2];
+
+/* Virtual nanoseconds one traced call costs its CPU, as the host charges too. */
+#define TRACE_EVENT_NS 100
+
+/*
  * The function tracer's callback, reached from ftrace_call once the host's
- * ftrace_update_ftrace_func() points that site here.  The host hooks this
- * address to record (ip, parent_ip); it is notrace, as the kernel's is.
+ * ftrace_update_ftrace_func() points that site here.  notrace, as the
+ * kernel's is.
  */
 notrace void function_trace_call(unsigned long ip, unsigned long parent_ip,
 				 unsigned long op, void *regs)
 {
-	ftrace_calls_seen[smp_processor_id() & 1]++;
+	unsigned int cpu = smp_processor_id() & 1;
+	struct percpu_area *pc;
+	struct trace_ring *ring;
+	struct trace_event *e;
+
+	ftrace_calls_seen[cpu]++;
+	if (!ftrace_guest_recording)
+		return;
+	pc = this_cpu_area();
+	ring = &trace_rings[cpu];
+	e = &ring->ev[ring->written & ring->mask];
+	pc->clock_ns += TRACE_EVENT_NS;
+	e->ip = ip;
+	e->parent_ip = parent_ip;
+	e->ts = pc->clock_ns;
+	e->pid = pc->pid;
+	ring->written++;
 }
 
 /* Called with several ftrace_ops registered: the host walks its ops list. */
