@@ -22,6 +22,8 @@ __fentry__:
  * and 8(%rsp) is the traced function's own return address (the parent).
  * It calls the tracer as func(ip, parent_ip, op, regs) through ftrace_call,
  * a 5-byte call that ftrace_update_ftrace_func() rewrites; regs is NULL here.
+ * As the kernel's save_mcount_regs, it keeps only what a function may receive
+ * its arguments in (rdi, rsi, rdx, rcx, r8, r9, and rax for varargs).
  */
 	.globl ftrace_caller
 	.type ftrace_caller, @function
@@ -35,8 +37,6 @@ ftrace_caller:
 	pushq %rdi
 	pushq %r8
 	pushq %r9
-	pushq %r10
-	pushq %r11
 	movq 8(%rbp), %rdi
 	subq $5, %rdi			/* ip: the call site itself */
 	movq 16(%rbp), %rsi		/* parent_ip */
@@ -57,8 +57,6 @@ ftrace_graph_call:
 	.long ftrace_graph_return - . - 4
 	.globl ftrace_graph_return
 ftrace_graph_return:
-	popq %r11
-	popq %r10
 	popq %r9
 	popq %r8
 	popq %rdi
