@@ -92,6 +92,15 @@ def explore(runner: Runner, max_preemptions: int | None = None, reduce: bool = T
         runs += 1
         yield trace
         branch = len(plan.prefix) - 1
+        if len(trace.nodes) <= branch:
+            # The run broke before its branch point (the runner reports why): count it, and
+            # go on with the rest of the tree as if this choice had been explored.
+            path[branch].done[plan.prefix[-1]] = path[branch].node.footprint
+            del path[branch + 1:]
+            plan = _backtrack(path, max_preemptions, reduce)
+            if plan is None:
+                return
+            continue
         if branch >= 0:
             frame = path[branch]
             new = trace.nodes[branch]

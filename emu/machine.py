@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntFlag
-from typing import Iterator
+from typing import Callable, Iterator
 
 from unicorn import UC_ARCH_X86, UC_MODE_64, UC_TLB_VIRTUAL, Uc, UcError
 from unicorn import unicorn_const as uc_const
+from unicorn.x86_const import UC_X86_REG_RIP
 
 from .errors import MemoryAccessError
 from .hooks import HookRegistry
@@ -103,6 +104,8 @@ class Machine:
         self.hooks.add(uc_const.UC_HOOK_INTR, self._on_interrupt)
         # Observers of protection changes (the timeline).
         self.protect_listeners: list = []
+        # Exception handlers by vector: handler(cpu, rip) -> where to resume, or None for an oops.
+        self.trap_handlers: dict[int, Callable[[object, int], int | None]] = {}
         # An emu.footprint.Tracker while the explorer records steps: what host code writes
         # and which protections change; guest code run by emu.cpu counts as everything.
         self.tracker = None
@@ -199,7 +202,13 @@ class Machine:
             self.tracker.touch_pages("mem", addr, addr + len(data))
 
     def _on_interrupt(self, uc: Uc, intno: int, data: object) -> None:
-        # Without an IDT every exception (int3, #UD raised as an interrupt, #GP) ends the run.
+        # There is no IDT: an exception a handler does not resolve ends the run as an oops.
+        handler = self.trap_handlers.get(intno)
+        if handler is not None and self.running_cpu is not None:
+            resume = handler(self.running_cpu, uc.reg_read(UC_X86_REG_RIP))
+            if resume is not None:
+                uc.reg_write(UC_X86_REG_RIP, resume)
+                return
         self.last_interrupt = intno
         uc.emu_stop()
 

@@ -151,8 +151,6 @@ class Scheduler:
             value = next(task.gen)
         except StopIteration as stop:
             task.done, task.result, value = True, stop.value, None
-        except Exception as exc:  # the task's command failed; the other CPU goes on
-            task.done, task.error, value = True, exc, None
         self.steps += 1
         task.steps += 1
         if pending_lock and not isinstance(value, Blocked):

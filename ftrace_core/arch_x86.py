@@ -57,6 +57,7 @@ class ArchX86:
         self.text = text
         self.addrs = addrs
         self.ftrace_expected: bytes | None = None  # what the last verify expected (ftrace_bug shows it)
+        self.breakpoints = False  # rewrite ftrace_call and ftrace_graph_call with int3 first
 
     def ftrace_modify_code_direct(self, ip: int, old: bytes, new: bytes) -> int:
         """Verify old bytes, write new; 0, -EFAULT, -EINVAL or -EPERM."""
@@ -145,7 +146,24 @@ class ArchX86:
         new = ftrace_call_replace(ip, func)
         if old == new:
             return 0
-        return self.ftrace_modify_code_direct(ip, old, new)
+        return self.ftrace_modify_code(ip, old, new)
+
+    def ftrace_modify_code(self, ip: int, old: bytes, new: bytes) -> int:
+        """A live site outside the records (ftrace_call, ftrace_graph_call): with breakpoints,
+        as 4.8's update_ftrace_func does (int3, the other bytes, the first byte; run_sync
+        between), else directly."""
+        if not self.breakpoints:
+            return self.ftrace_modify_code_direct(ip, old, new)
+        self.ftrace_expected = old
+        try:
+            if self.text.read(ip, MCOUNT_INSN_SIZE) != old:
+                return -EINVAL
+            self.text.write(ip, b"\xcc")
+            self.text.write(ip + 1, new[1:])
+            self.text.write(ip, new[:1])
+        except TextFault:
+            return -EPERM
+        return 0
 
     def ftrace_mod_jmp(self, ip: int, func: int) -> int:
         """Point the 5-byte jmp at ip at func."""
@@ -154,7 +172,7 @@ class ArchX86:
         except TextFault:
             return -EFAULT
         new = ftrace_jmp_replace(ip, func)
-        return 0 if old == new else self.ftrace_modify_code_direct(ip, old, new)
+        return 0 if old == new else self.ftrace_modify_code(ip, old, new)
 
     def ftrace_enable_ftrace_graph_caller(self) -> int:
         return self.ftrace_mod_jmp(self.addrs.ftrace_graph_call, self.addrs.ftrace_graph_caller)

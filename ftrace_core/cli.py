@@ -229,14 +229,18 @@ def _render_run(console: Console, result, timeline: bool) -> None:
             console.print(f"    {name}: {why}", markup=False)
 
 
+NAIVE_HELP = "Rewrite live call sites byte by byte instead of with breakpoints (shows why x86 uses them)."
+
+
 def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[str], quantum: Optional[int],
-                  timeline: bool, as_json: bool) -> None:
+                  timeline: bool, as_json: bool, naive: bool = False) -> None:
     from .scenario import load_scenario, run_scenario
 
     if quantum is not None and quantum < 1:
         raise FtraceError(f"--quantum must be at least 1, got {quantum}")
     scenario = load_scenario(scenario_name)
-    results = [run_scenario(scenario, v, schedule, quantum) for v in variants]
+    patching = "naive" if naive else "breakpoints"
+    results = [run_scenario(scenario, v, schedule, quantum, patching=patching) for v in variants]
     if as_json:
         if len(results) == 1:
             print(json.dumps(results[0].to_json(), indent=2))
@@ -264,6 +268,7 @@ def race(
     quantum: Optional[int] = typer.Option(None, "--quantum", "-q", help="Guest instructions per slice."),
     timeline: bool = typer.Option(False, "--timeline", "-t", help="Show the CPU 0 / CPU 1 timeline."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per run (several: under 'variants')."),
+    naive: bool = typer.Option(False, "--naive-patching", help=NAIVE_HELP),
 ) -> None:
     """Reproduce the module-load race of the seed commit on each kernel variant.
 
@@ -271,7 +276,7 @@ def race(
 
     Example: ftrace-emu race --timeline
     """
-    _run_variants("race", _variants(variant), schedule, quantum, timeline, as_json)
+    _run_variants("race", _variants(variant), schedule, quantum, timeline, as_json, naive)
 
 
 @app.command()
@@ -282,12 +287,13 @@ def run(
     quantum: Optional[int] = typer.Option(None, "--quantum", "-q", help="Guest instructions per slice."),
     timeline: bool = typer.Option(False, "--timeline", "-t", help="Show the CPU 0 / CPU 1 timeline."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object describing the run."),
+    naive: bool = typer.Option(False, "--naive-patching", help=NAIVE_HELP),
 ) -> None:
-    """Run a scenario file on two CPUs under a schedule and check the invariants.
+    """Run a scenario file (or a built-in: race, patch-while-running) on two CPUs and check the invariants.
 
     Example: ftrace-emu run my.scn --variant seed --schedule '1 0' --timeline
     """
-    _run_variants(scenario, _variants(variant or "fixed"), schedule, quantum, timeline, as_json)
+    _run_variants(scenario, _variants(variant or "fixed"), schedule, quantum, timeline, as_json, naive)
 
 
 @app.command()
@@ -296,11 +302,14 @@ def explore(
     variant: Optional[str] = typer.Option(None, "--variant", "-v", help=VARIANT_HELP),
     all_variants: bool = typer.Option(False, "--all-variants", help="Explore legacy, seed and fixed (the default)."),
     max_preemptions: Optional[int] = typer.Option(None, "--max-preemptions", "-k",
-                                                  help="Preemption bound (default: none, every schedule)."),
-    quantum: int = typer.Option(1000, "--quantum", "-q", help="Guest instructions per slice."),
-    granularity: str = typer.Option("coarse", "--granularity", "-g",
-                                    help="Scheduling points: coarse, record (also each call-site rewrite), "
-                                         "fine (also guest-code slices)."),
+                                                  help="Preemption bound (default: the scenario's, else none: "
+                                                       "every schedule)."),
+    quantum: Optional[int] = typer.Option(None, "--quantum", "-q",
+                                          help="Guest instructions per slice (default: the scenario's q=, else 1000)."),
+    granularity: Optional[str] = typer.Option(None, "--granularity", "-g",
+                                              help="Scheduling points: coarse (the default unless the scenario says), "
+                                                   "record (also each call-site write), fine (also guest slices)."),
+    naive: bool = typer.Option(False, "--naive-patching", help=NAIVE_HELP),
     reduction: Optional[bool] = typer.Option(None, "--reduction/--no-reduction",
                                              help="Sleep-set partial-order reduction (default: on without a "
                                                   "preemption bound, off with one, where it could skip bounded "
@@ -321,6 +330,12 @@ def explore(
     from .explorer import GRANULARITIES, explore_random, explore_variant, map_forked
     from .scenario import load_scenario
 
+    scn = load_scenario(scenario)
+    granularity = granularity or scn.explore.get("granularity", "coarse")
+    if max_preemptions is None and "max-preemptions" in scn.explore:
+        max_preemptions = int(scn.explore["max-preemptions"])
+    quantum = quantum if quantum is not None else scn.quantum
+    patching = "naive" if naive else "breakpoints"
     if granularity not in GRANULARITIES:
         raise FtraceError(f"unknown granularity {granularity!r}: expected one of {', '.join(GRANULARITIES)}")
     for name, value in (("--quantum", quantum), ("--jobs", jobs), ("--depth", depth)):
@@ -333,14 +348,14 @@ def explore(
     variants = _variants(variant)
     if reduction is None:
         reduction = max_preemptions is None
-    scn = load_scenario(scenario)
     console = Console(highlight=False, soft_wrap=True, stderr=True)
 
     def one(v: str):
         if random_runs is not None:
-            return explore_random(scn, v, random_runs, seed, depth, granularity, quantum)
+            return explore_random(scn, v, random_runs, seed, depth, granularity, quantum, patching=patching)
         return explore_variant(scn, v, max_preemptions=max_preemptions, reduce=reduction, granularity=granularity,
-                               quantum=quantum, jobs=jobs if len(variants) == 1 else 1, limit=limit)
+                               quantum=quantum, jobs=jobs if len(variants) == 1 else 1, limit=limit,
+                               patching=patching)
 
     if len(variants) > 1 and jobs > 1:
         reports = map_forked(one, variants, jobs)
@@ -357,17 +372,18 @@ def explore(
                     bar.update(task, description=f"{v}: {report.schedules} schedules, "
                                                  f"{len(report.failing_schedules)} failing")
                 if random_runs is not None:
-                    reports.append(explore_random(scn, v, random_runs, seed, depth, granularity, quantum, tick))
+                    reports.append(explore_random(scn, v, random_runs, seed, depth, granularity, quantum, tick,
+                                                  patching=patching))
                 else:
                     reports.append(explore_variant(scn, v, max_preemptions=max_preemptions, reduce=reduction,
                                                    granularity=granularity, quantum=quantum, jobs=jobs,
-                                                   limit=limit, progress=tick))
+                                                   limit=limit, progress=tick, patching=patching))
     else:
         reports = [one(v) for v in variants]
-    result = {"variants": {r.variant: r.to_json() for r in reports}}
+    result = {"variants": {r.variant: r.to_json() for r in reports}, "patching": patching}
     by_name = {r.variant: r for r in reports}
     if len(reports) > 1:
-        result["cross_replay"] = _cross(scn, by_name, granularity, quantum)
+        result["cross_replay"] = _cross(scn, by_name, granularity, quantum, patching)
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -388,23 +404,30 @@ def explore(
         for kind, count in d["failure_kinds"].items():
             out.print(f"{r.variant}: {count} x {kind}", markup=False)
         if d["shortest_failing"]:
-            out.print(f"{r.variant}: replay the shortest with: ftrace-emu race --variant {r.variant} "
-                      f"--schedule '{d['shortest_failing']}'", markup=False)
+            naive_flag = " --naive-patching" if patching == "naive" else ""
+            out.print(f"{r.variant}: replay the shortest with: ftrace-emu run {scenario} --variant {r.variant}"
+                      f"{naive_flag} --schedule '{d['shortest_failing']}'", markup=False)
         if r.failing_seeds:
             out.print(f"{r.variant}: failing PCT seeds: {', '.join(map(str, r.failing_seeds))}", markup=False)
     for name, cr in result.get("cross_replay", {}).items():
         out.print(f"cross-replay {name}: {cr['failing']} of {cr['replayed']} fail", markup=False)
 
 
-def _cross(scn, reports: dict, granularity: str, quantum: int) -> dict:
-    """Every failing schedule of each variant, replayed on the others."""
+def _cross(scn, reports: dict, granularity: str, quantum: int, patching: str) -> dict:
+    """Every failing schedule of each variant, replayed on the others; with naive patching,
+    also on the same kernel with breakpoints."""
     from .explorer import cross_replay
 
     out = {}
     for src, report in reports.items():
+        if not report.failing_schedules:
+            continue
         for dst in reports:
-            if dst != src and report.failing_schedules:
-                out[f"{src}_on_{dst}"] = cross_replay(scn, report.failing_schedules, dst, granularity, quantum)
+            if dst != src:
+                out[f"{src}_on_{dst}"] = cross_replay(scn, report.failing_schedules, dst, granularity, quantum,
+                                                      patching)
+        if patching == "naive":
+            out[f"{src}_with_breakpoints"] = cross_replay(scn, report.failing_schedules, src, granularity, quantum)
     return out
 
 

@@ -18,3 +18,6 @@ class KernelEnv(Protocol):
 
     def warn(self, where: str) -> None:
         """WARN(): the "cut here" block naming where it fired and the current CPU and task."""
+
+    def bug(self, where: str, detail: str) -> None:
+        """BUG(): an oops of the current task, raised as emu.errors.GuestFault."""

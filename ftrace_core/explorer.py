@@ -22,17 +22,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from emu.errors import MemoryAccessError
 from emu.explore import PCT, Node, Plan, RunTrace, continue_choice, explore, next_sleep, preempts
 from emu.footprint import Tracker
 from emu.schedule import Schedule, Scheduler
 
 from .invariants import CallAudit, check
-from .scenario import NR_CPUS, Scenario, _cpu_task
+from .scenario import NR_CPUS, CommandResult, Scenario, _cpu_task
 from .system import System, boot
 
 GRANULARITIES = ("coarse", "record", "fine")
-_FINE_ONLY = {"coarse": {"ftrace_replace_code", "ftrace_module_enable", "quantum"},
-              "record": {"quantum"}, "fine": set()}
+_PER_WRITE = {"ftrace_replace_code", "ftrace_module_enable", "bp_write", "bp_update", "bp_finish", "text_byte"}
+_FINE_ONLY = {"coarse": _PER_WRITE | {"quantum"}, "record": {"quantum"}, "fine": set()}
 
 
 @dataclass
@@ -94,7 +95,11 @@ def state_digest(system: System, results: Iterable) -> str:
     steps must leave the same."""
     h = hashlib.sha256()
     for rec in system.ftrace.records:
-        h.update(struct.pack("<QQ", rec.ip, rec.flags) + system.read(rec.ip, 5))
+        try:
+            code = system.read(rec.ip, 5)
+        except MemoryAccessError:  # the stale record of a module freed while ftrace was dead
+            code = b"unmapped"
+        h.update(struct.pack("<QQ", rec.ip, rec.flags) + code)
     for entry in system.buffer.entries():
         h.update(repr((entry.cpu, entry.ts, entry.ip, entry.parent_ip, entry.pid)).encode())
     h.update(system.dmesg().encode())
@@ -107,15 +112,22 @@ def state_digest(system: System, results: Iterable) -> str:
 
 def outcome_of(system: System, audit: CallAudit, results: list) -> Outcome:
     errors = [r.error for r in results if r.error]
-    invariants, _ = check(system, audit)
+    invariants, _ = check(system, audit, results)
     failed = [name for name, ok in invariants.items() if not ok]
     bug = system.ftrace.bug_report
     kind = None
     if failed:
         kind = ", ".join(failed)
+        oops = next((e for r, e in ((r, r.error) for r in results) if r.oops), None)
+        if oops and not bug:
+            kind += ": " + oops.split(",")[0].split(" address")[0]
         if bug:
-            first = bug.splitlines()[0]
+            lines = bug.splitlines()
+            passed = lines[0].split(" (")[0] if lines[0].startswith("Failed on ") else None
+            first = lines[1] if passed and len(lines) > 1 else lines[0]
             kind += ": " + first.split(" [<")[0] + " " + first.split("] ", 1)[-1].split("+")[0]
+            if passed:
+                kind += f" ({passed[0].lower()}{passed[1:]})"
     return Outcome(invariants, kind, bug, errors, state_digest(system, results))
 
 
@@ -123,12 +135,13 @@ class Prepared:
     """A booted system ready to be forked for each schedule."""
 
     def __init__(self, scenario: Scenario, variant: str, granularity: str, quantum: int,
-                 system_factory: Callable[[str], System] = boot):
+                 system_factory: Callable[[str], System] = boot, patching: str = "breakpoints"):
         if granularity not in GRANULARITIES:
             raise ValueError(f"unknown granularity {granularity!r}: expected one of {', '.join(GRANULARITIES)}")
         self.scenario, self.variant, self.granularity, self.quantum = scenario, variant, granularity, quantum
         self.system = system_factory(variant)
         self.system.ftrace.record_points = granularity != "coarse"
+        self.system.ftrace.patching = patching
         self.audit = CallAudit(self.system)
         self.audit.install()
         loader = self.system.kernel.modules
@@ -167,8 +180,12 @@ class Prepared:
         prefix = plan.prefix if plan else ()
         while not sched.all_done():
             enabled = tuple(c for c in sorted(sched.tasks) if sched.runnable(c))
-            if not enabled:
-                break  # a deadlock: the invariants will say what was left undone
+            if not enabled:  # a deadlock: say what was left undone
+                for cpu, task in sched.tasks.items():
+                    if not task.done:
+                        results.append(CommandResult(cpu, "(unfinished)", stuck=True,
+                                                     error=f"deadlock: waiting for {task.blocked_on.name}"))
+                break
             i = len(nodes)
             if i < len(prefix):
                 choice = prefix[i]
@@ -266,12 +283,13 @@ def _record(report: VariantReport, trace: RunTrace) -> None:
 
 def explore_variant(scenario: Scenario, variant: str, *, max_preemptions: int | None = None, reduce: bool = True,
                     granularity: str = "coarse", quantum: int = 1000, jobs: int = 1, limit: int | None = None,
-                    progress: Callable[[VariantReport], None] | None = None) -> VariantReport:
+                    progress: Callable[[VariantReport], None] | None = None,
+                    patching: str = "breakpoints") -> VariantReport:
     """Enumerate the scenario's schedules on one variant (all of them, or within a
     preemption bound), checking the invariants after each."""
     report = VariantReport(variant, preemption_bound=max_preemptions, reduction=reduce, granularity=granularity)
     start = time.perf_counter()
-    prepared = Prepared(scenario, variant, granularity, quantum)
+    prepared = Prepared(scenario, variant, granularity, quantum, patching=patching)
     if jobs > 1 and not reduce:
         traces: Iterable[RunTrace] = _explore_parallel(prepared, max_preemptions, jobs, limit)
     else:
@@ -320,11 +338,12 @@ def _explore_parallel(prepared: Prepared, max_preemptions: int | None, jobs: int
 
 def explore_random(scenario: Scenario, variant: str, runs: int, seed: int, depth: int = 3,
                    granularity: str = "coarse", quantum: int = 1000,
-                   progress: Callable[[VariantReport], None] | None = None) -> VariantReport:
+                   progress: Callable[[VariantReport], None] | None = None,
+                   patching: str = "breakpoints") -> VariantReport:
     """Seeded PCT: `runs` random schedules; each failure is reported with its own seed."""
     report = VariantReport(variant, granularity=granularity, random_runs=runs, complete=False)
     start = time.perf_counter()
-    prepared = Prepared(scenario, variant, granularity, quantum)
+    prepared = Prepared(scenario, variant, granularity, quantum, patching=patching)
     steps = len(prepared.run_forked(None).nodes)
     for i in range(runs):
         run_seed = seed * 1_000_003 + i
@@ -340,9 +359,10 @@ def explore_random(scenario: Scenario, variant: str, runs: int, seed: int, depth
 
 
 def cross_replay(scenario: Scenario, schedules: Iterable[str], variant: str, granularity: str = "coarse",
-                 quantum: int = 1000) -> dict:
-    """Replay schedules found on one variant on another: how many fail there, and how."""
-    prepared = Prepared(scenario, variant, granularity, quantum)
+                 quantum: int = 1000, patching: str = "breakpoints") -> dict:
+    """Replay schedules found on one variant on another (or with another way of patching):
+    how many fail there, and how."""
+    prepared = Prepared(scenario, variant, granularity, quantum, patching=patching)
     failing, kinds, clean = [], {}, []
     for schedule in schedules:
         trace = prepared.replay_forked(schedule)

@@ -12,13 +12,14 @@ from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 from unicorn import unicorn_const as uc_const
 from unicorn.x86_const import UC_X86_REG_RSP
 
+from emu.errors import MemoryAccessError
 from emu.modules import ModuleState
 
 from .arch_x86 import NOP5
 from .flags import FTRACE_FL_DISABLED, FTRACE_FL_ENABLED, FTRACE_OPS_FL_ADDING, FTRACE_OPS_FL_REMOVING, ftrace_rec_count
 from .hash import hash_contains_ip
 
-INVARIANTS = ("ftrace_alive", "ref_counts", "call_sites", "text_read_only", "calls_traced")
+INVARIANTS = ("ftrace_alive", "ref_counts", "call_sites", "text_read_only", "calls_traced", "no_oops", "no_deadlock")
 
 _md = Cs(CS_ARCH_X86, CS_MODE_64)
 
@@ -75,28 +76,31 @@ class CallAudit:
         self.settle(cpu.index)
         if self._counting(address):
             parent = int.from_bytes(uc.mem_read(uc.reg_read(UC_X86_REG_RSP), 8), "little")
-            self.expected[cpu.index] = (address, parent)
+            self.expected[cpu.index] = (address, parent, self.system.ftrace.generation)
             self.counted += 1
 
     def on_traced(self, cpu: int, ip: int, parent: int) -> None:
         """Called by the function tracer for each entry it records."""
-        if self.expected.get(cpu) == (ip, parent):
+        if self.expected.get(cpu, ())[:2] == (ip, parent):
             del self.expected[cpu]
         elif self._counting(ip) and self.expected.get(cpu) is None and ip in self.hooks:
             self.extra.append((cpu, ip, parent))
 
     def settle(self, cpu: int) -> None:
         pending = self.expected.pop(cpu, None)
-        if pending is not None:
-            self.missed.append((cpu, *pending))
+        # Not traced: a loss, unless what is traced changed between the entry and now (the
+        # other CPU switched tracing off in between; the kernel leaves that call either way).
+        if pending is not None and pending[2] == self.system.ftrace.generation:
+            self.missed.append((cpu, pending[0], pending[1]))
 
     def finish(self) -> None:
         for cpu in list(self.expected):
             self.settle(cpu)
 
 
-def check(system, audit: CallAudit | None) -> tuple[dict[str, bool], dict[str, list[str]]]:
-    """Evaluate every invariant; returns (name -> holds, name -> what broke it)."""
+def check(system, audit: CallAudit | None, results=()) -> tuple[dict[str, bool], dict[str, list[str]]]:
+    """Evaluate every invariant; returns (name -> holds, name -> what broke it).  results are
+    the commands run (scenario.CommandResult): an oops in any breaks no_oops."""
     why: dict[str, list[str]] = {name: [] for name in INVARIANTS}
     ftrace, env = system.ftrace, system.env
     if ftrace.ftrace_disabled:
@@ -112,7 +116,13 @@ def check(system, audit: CallAudit | None) -> tuple[dict[str, bool], dict[str, l
                        if ops.enabled and hash_contains_ip(rec.ip, ops.filter_hash, ops.notrace_hash))
         if ftrace_rec_count(rec.flags) != want or bool(rec.flags & FTRACE_FL_ENABLED) != (want > 0):
             why["ref_counts"].append(f"{name}: flags {rec.flags:#x}, {want} ops select it")
-        code = system.read(rec.ip, 5)
+        try:
+            code = system.read(rec.ip, 5)
+        except MemoryAccessError:
+            # a dead ftrace keeps the records of a module freed since (ftrace_release_mod
+            # does nothing once ftrace is disabled), as the kernel does
+            why["call_sites"].append(f"{rec.ip:#x}: record of memory no longer mapped")
+            continue
         insn = next(_md.disasm(code, rec.ip), None)
         if rec.flags & FTRACE_FL_ENABLED:
             target = ftrace.ftrace_get_addr_curr(rec)
@@ -135,6 +145,11 @@ def check(system, audit: CallAudit | None) -> tuple[dict[str, bool], dict[str, l
             if perms != area.final:
                 why["text_read_only"].append(f"{mod.name} .{area.kind} is {perms}, should be {area.final}")
 
+    for r in results:
+        if r.oops:
+            why["no_oops"].append(f"CPU {r.cpu}: {r.command}: {r.error}")
+        if getattr(r, "stuck", False):
+            why["no_deadlock"].append(f"CPU {r.cpu}: {r.error}")
     if audit is not None:
         audit.finish()
         for cpu, ip, parent in audit.missed:

@@ -10,6 +10,7 @@ booted system under a schedule.
     cpu 1: rmmod race_mod
     cpu 1: call race_mod_work 3         a guest function with integer arguments
     schedule: 1@ftrace_module_init 0    the default schedule (see emu.schedule)
+    explore: granularity=fine max-preemptions=2    defaults for `ftrace-emu explore`
 
 Each CPU runs its commands in order, as one task; a command that fails is reported like a
 shell would and the next one runs.  Built-in scenarios (`race`) are files in ./scenarios.
@@ -24,8 +25,9 @@ from typing import Generator
 
 import guest
 from emu.cpu import Task
-from emu.errors import EmuError, GuestFault
+from emu.errors import EmuError, GuestFault, ModuleInitFault
 from emu.sched import Point
+from emu.sched import Deadlock
 from emu.schedule import Schedule, ScheduleError, Scheduler
 
 from .errors import FtraceError
@@ -57,6 +59,13 @@ class Scenario:
     commands: dict[int, list[Command]] = field(default_factory=dict)
     tasks: dict[int, tuple[str, int]] = field(default_factory=lambda: dict(DEFAULT_TASKS))
     schedule: str | None = None
+    #: `explore: granularity=fine max-preemptions=2`: what `ftrace-emu explore` uses by default.
+    explore: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def quantum(self) -> int:
+        """The schedule's q=N, else the default slice length."""
+        return Schedule.parse(self.schedule or "rr", NR_CPUS).quantum
 
 
 def builtin_names() -> list[str]:
@@ -94,6 +103,17 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
             except ScheduleError as exc:
                 raise fail(str(exc)) from None
             scn.schedule = sched
+            continue
+        if line.startswith("explore:"):
+            for item in line.split(":", 1)[1].split():
+                key, sep, value = item.partition("=")
+                if not sep or key not in ("granularity", "max-preemptions"):
+                    raise fail(f"explore: expected granularity=... or max-preemptions=..., got {item!r}")
+                if key == "max-preemptions" and not value.isdigit():
+                    raise fail(f"explore: max-preemptions must be a number, got {value!r}")
+                if key == "granularity" and value not in ("coarse", "record", "fine"):
+                    raise fail(f"explore: granularity must be coarse, record or fine, got {value!r}")
+                scn.explore[key] = value
             continue
         if line.startswith("task "):
             parts = line.split()
@@ -171,9 +191,12 @@ class CommandResult:
     command: str
     output: str = ""
     error: str | None = None
+    oops: bool = False  # the error was a guest fault
+    stuck: bool = False  # the CPU never got to finish its commands
 
     def to_json(self) -> dict:
-        return {"cpu": self.cpu, "command": self.command, "output": self.output, "error": self.error}
+        return {"cpu": self.cpu, "command": self.command, "output": self.output, "error": self.error,
+                "oops": self.oops}
 
 
 @dataclass
@@ -211,9 +234,10 @@ class RunResult:
 
 
 def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | None = None,
-                 quantum: int | None = None, system=None) -> RunResult:
+                 quantum: int | None = None, system=None, patching: str = "breakpoints") -> RunResult:
     """Boot (unless given a system), run every CPU's commands under the schedule (the
-    argument, else the scenario's, else round-robin), check the invariants."""
+    argument, else the scenario's, else round-robin), check the invariants.  patching
+    "naive" replaces the breakpoint protocol with byte-by-byte rewriting."""
     from .system import boot
 
     sched = Schedule.parse(schedule if schedule is not None else (scenario.schedule or "rr"), NR_CPUS)
@@ -222,6 +246,7 @@ def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | Non
     if system is None:
         system = boot(variant)
         system.ftrace.record_points = True  # a point per call-site rewrite, for schedules to use
+        system.ftrace.patching = patching
     audit = CallAudit(system)
     audit.install()
     results: list[CommandResult] = []
@@ -237,10 +262,15 @@ def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | Non
     timeline.attach(scheduler)
     try:
         ran = scheduler.run(sched)
+    except Deadlock as exc:  # e.g. a task that died in a BUG() while holding a lock
+        ran = scheduler.schedule_string(sched.quantum)
+        for cpu, task in scheduler.tasks.items():
+            if not task.done:
+                results.append(CommandResult(cpu, "(unfinished)", error=f"deadlock: {exc}", stuck=True))
     finally:
         timeline.detach()
         kernel.current_cpu = 0
-    invariants, violations = check(system, audit)
+    invariants, violations = check(system, audit, results)
     ftrace = system.ftrace
     env = system.env
     module_funcs = sorted({env.name_ip(e.ip).split(" [")[0] for e in system.buffer.entries()
@@ -275,9 +305,11 @@ def _cpu_task(system, cpu: int, scenario: Scenario, commands: list[Command], res
         except GuestFault as exc:
             for line in exc.report.splitlines():
                 kernel.printk(line + "\n", cpu)
-            result.error = exc.report.splitlines()[0]
+            result.error = next(line for line in exc.report.splitlines() if not line.startswith("---"))
+            result.oops = True
         except (FtraceError, EmuError) as exc:
             result.error = f"{cmd.kind}: {exc}"
+            result.oops = isinstance(exc, ModuleInitFault)
 
 
 def _execute(system, cmd: Command, quantum: int) -> Generator[object, None, str]:

@@ -18,6 +18,7 @@ from emu.sched import Point, run_to_completion
 
 from . import module as ftrace_module
 from .arch_x86 import Addresses, ArchX86
+from .breakpoints import ftrace_int3_handler
 from .ops import FtraceOps
 from .text import TextFault
 from .tracefs import Tracefs
@@ -85,6 +86,17 @@ class EmulatedEnv:
         sym = hit[0]
         return f"{sym.name} [{sym.module}]" if sym.module else sym.name
 
+    def bug(self, where: str, detail: str) -> None:
+        cpu = self.kernel.cpus[self.kernel.current_cpu]
+        report = "\n".join([
+            "------------[ cut here ]------------",
+            f"kernel BUG at {where}!",
+            "invalid opcode: 0000 [#1] SMP",
+            f"CPU: {cpu.index} PID: {cpu.task.pid} Comm: {cpu.task.comm} Not tainted 4.8.0-ftrace-emu #1",
+            detail,
+            "---[ end trace 0000000000000000 ]---"])
+        raise GuestFault(report, cpu=cpu.index, rip=0, address=None, kind="BUG")
+
     def warn(self, where: str) -> None:
         cpu = self.kernel.cpus[self.kernel.current_cpu]
         mods = " ".join(m.name for m in reversed(self.kernel.modules.modules))
@@ -133,6 +145,14 @@ class System:
         self.global_ops = FtraceOps("global_ops", sym("function_trace_call"),
                                     handler=self.tracer.function_trace_call)
         self.tracefs = Tracefs(self)
+        kernel.machine.trap_handlers[3] = self._do_int3
+
+    def _do_int3(self, cpu, rip: int) -> int | None:
+        """do_int3(): ftrace_int3_handler first; the hit is recorded for traces and timelines."""
+        resume = ftrace_int3_handler(self.ftrace, rip)
+        if resume is not None:
+            self.tracer.breakpoint_hit(cpu, rip - 1)
+        return resume
 
     def configure_global_ops(self, graph: bool) -> None:
         """The function tracer's callback, or the stub for function_graph (whose work is done

@@ -74,14 +74,21 @@ class FakeEnv:
     def warn(self, where: str) -> None:
         self.warnings.append(where)
 
+    def bug(self, where: str, detail: str) -> None:
+        from emu.errors import GuestFault
+
+        raise GuestFault(f"kernel BUG at {where}!\n{detail}", cpu=0, rip=0, address=None, kind="BUG")
+
     @property
     def log(self) -> str:
         return "".join(self.lines)
 
 
-def fake_ftrace(nr_sites: int = 32, variant: str = "fixed") -> tuple[Ftrace, FakeText, FakeEnv, list[int]]:
+def fake_ftrace(nr_sites: int = 32, variant: str = "fixed", patching: str = "direct"
+                ) -> tuple[Ftrace, FakeText, FakeEnv, list[int]]:
     """A core with nr_sites functions 16 bytes apart, each starting with `call __fentry__`,
-    booted (ftrace_init has turned every site into the nop)."""
+    booted (ftrace_init has turned every site into the nop).  Runtime updates use the
+    generic direct rewriting unless told otherwise."""
     from emu.sched import run_to_completion
 
     size = 0x2000 + (nr_sites * 16 + 0xFFF) // 0x1000 * 0x1000  # a spare page at the end for modules
@@ -94,6 +101,7 @@ def fake_ftrace(nr_sites: int = 32, variant: str = "fixed") -> tuple[Ftrace, Fak
         text.mem[ip - FAKE_BASE:ip - FAKE_BASE + 5] = ftrace_call_replace(ip, addrs.mcount)
     env = FakeEnv()
     ftrace = Ftrace(ArchX86(text, addrs), env, variant)
+    ftrace.patching = patching
     text.writable = True  # early boot
     run_to_completion(ftrace.ftrace_init(sites))
     text.writable = False

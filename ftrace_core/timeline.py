@@ -28,6 +28,7 @@ _POINT_ROWS = {
 
 _RECORD_EVENTS = {
     "added": "added",
+    "breakpoint": "int3 on",
     "skip_disabled": "skipped (DISABLED)",
     "make_call": "-> call",
     "make_nop": "-> nop",
@@ -59,6 +60,7 @@ class Timeline:
     def attach(self, scheduler=None) -> None:
         self.system.kernel.machine.protect_listeners.append(self.on_protect)
         self.system.ftrace.listeners.append(self.on_record)
+        self.system.tracer.bp_listeners.append(self.on_int3)
         if scheduler is not None:
             scheduler.observers.append(self.on_step)
             self._holders = scheduler.holders
@@ -66,6 +68,10 @@ class Timeline:
     def detach(self) -> None:
         self.system.kernel.machine.protect_listeners.remove(self.on_protect)
         self.system.ftrace.listeners.remove(self.on_record)
+        self.system.tracer.bp_listeners.remove(self.on_int3)
+
+    def on_int3(self, cpu: int, ip: int) -> None:
+        self.add(cpu, f"hits int3 at {self.system.env.name_ip(ip)}: ftrace_int3_handler skips it as a nop")
 
     def add(self, cpu: int, text: str) -> None:
         self.rows.append(Row(cpu, text))

@@ -41,6 +41,19 @@ class TraceEntry:
     parent_ip: int
 
 
+@dataclass(frozen=True, slots=True)
+class BreakpointHit:
+    """A CPU met one of ftrace's int3s while a site was being rewritten, and
+    ftrace_int3_handler sent it past the site as if it were a nop."""
+
+    ts: int
+    cpu: int
+    comm: str
+    pid: int
+    ip: int
+    parent_ip: int = 0
+
+
 class RingBuffer:
     """Per-CPU buffers of bounded size; the oldest entries go when one is full."""
 
@@ -141,6 +154,7 @@ class FunctionTracer:
         self.recorder = recorder
         self._tracing_on = True
         self.audit = None  # an invariants.CallAudit, told of each recorded entry
+        self.bp_listeners: list = []  # told of each int3 met at a site being rewritten
         self._busy = [False] * len(kernel.cpus)
         machine = kernel.machine
         self.direct = kernel.symbol("function_trace_call")
@@ -153,6 +167,12 @@ class FunctionTracer:
         if self.guest is not None:
             buffer.sources.append(self.guest)
             self.guest.set_recording(True)
+
+    def breakpoint_hit(self, cpu, ip: int) -> None:
+        """Recorded whether or not tracing is on: it is what the machine did, not a traced call."""
+        self.buffer.record(BreakpointHit(cpu.clock_ns, cpu.index, cpu.task.comm, cpu.task.pid, ip))
+        for listener in list(self.bp_listeners):
+            listener(cpu.index, ip)
 
     @property
     def tracing_on(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Callable, Generator, Iterator
 from emu.sched import Lock, Point
 
 from . import bug
+from .breakpoints import naive_replace_code, x86_replace_code
 from .arch_x86 import NOP5, ArchX86
 from .env import KernelEnv
 from .flags import (
@@ -58,6 +59,15 @@ class Ftrace:
         #: Make every call-site rewrite a point of its own (finer interleaving, slower); the
         #: scenario runner turns it on, plain use rewrites in one pass on the CPU.
         self.record_points = False
+        #: How runtime updates rewrite live sites: "breakpoints" (x86 in 4.8), "direct" (the
+        #: generic ftrace_replace_code, one verified 5-byte write per site) or "naive" (byte by
+        #: byte, to show what breakpoints prevent).
+        self.patching = "breakpoints"
+        self.modifying_ftrace_code = 0  # ftrace_int3_handler acts only while this is set
+        #: Bumped whenever what is traced may change (ops registered or not, filters, the
+        #: kill): a call that straddles a change may rightly go either way.
+        self.generation = 0
+        self.bug_preamble = ""  # a line printed before ftrace_bug's (the failed pass)
         #: Code updates in progress (between RW-prepare and RO-post-process).
         self.updating = 0
         self.tracker = None  # an emu.footprint.Tracker while the explorer records steps
@@ -85,6 +95,7 @@ class Ftrace:
     def ftrace_kill(self) -> None:
         """ftrace_kill(): disabled until reboot; the trace function becomes the stub."""
         self.touch_disabled(write=True)
+        self.generation += 1
         self.ftrace_disabled = True
         self.ftrace_enabled = False
         self.ftrace_trace_function = self.arch.addrs.ftrace_stub
@@ -96,7 +107,8 @@ class Ftrace:
         self.env.warn("ftrace_bug")
         for line in lines:
             self.env.printk(line)
-        self.bug_report = "".join(lines)
+        self.bug_report = self.bug_preamble + "".join(lines)
+        self.bug_preamble = ""
         self.bug_ip = rec.ip if rec is not None else None
         if rec is not None:
             self._emit("bug", rec, lines[0].split(" [<")[0])
@@ -303,6 +315,12 @@ class Ftrace:
         record-by-record loop would."""
         if self.ftrace_disabled:
             return
+        if self.patching == "breakpoints":
+            yield from x86_replace_code(self, enable)
+            return
+        if self.patching == "naive":
+            yield from naive_replace_code(self, enable)
+            return
         if not self.record_points:
             yield from self._replace_code_batched(enable)
             return
@@ -369,7 +387,13 @@ class Ftrace:
         try:
             yield from self.arch.ftrace_arch_code_modify_prepare()
             yield Point("ftrace_arch_code_modify_prepare", "text is writable")
-            yield from self.ftrace_modify_all_code(command)
+            # arch_ftrace_update_code(): int3s met meanwhile belong to ftrace.
+            self.modifying_ftrace_code += 1
+            self.arch.breakpoints = self.patching == "breakpoints"
+            try:
+                yield from self.ftrace_modify_all_code(command)
+            finally:
+                self.modifying_ftrace_code -= 1
             yield from self.arch.ftrace_arch_code_modify_post_process()
         finally:
             self.updating -= 1
@@ -387,6 +411,7 @@ class Ftrace:
             func, op = self.arch.addrs.ftrace_ops_list_func, None
         self.function_trace_op = op
         self.ftrace_trace_function = func
+        self.generation += 1
 
     def ftrace_startup_enable(self, command: int) -> Iterator[object]:
         if self.saved_ftrace_func != self.ftrace_trace_function:
@@ -413,6 +438,7 @@ class Ftrace:
         self.ftrace_hash_rec_enable(ops, True)
         yield from self.ftrace_startup_enable(command)
         ops.flags &= ~FTRACE_OPS_FL_ADDING
+        self.generation += 1
         return 0
 
     def ftrace_shutdown(self, ops: FtraceOps, command: int) -> Gen:
@@ -467,6 +493,7 @@ class Ftrace:
         Caller holds ftrace_lock."""
         if self.ftrace_disabled:
             return -ENODEV
+        self.generation += 1
         self.__ftrace_hash_rec_update(ops, filter_hash, False)
         if filter_hash:
             ops.filter_hash = new.copy()

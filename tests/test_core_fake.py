@@ -310,13 +310,14 @@ def test_save_regs_ops_marks_records_regs_and_the_site_follows():
     assert not ftrace.ftrace_disabled
 
 
-@settings(max_examples=100, deadline=None)
+@pytest.mark.parametrize("patching", ["direct", "breakpoints"])
+@settings(max_examples=60, deadline=None)
 @given(st.lists(actions, max_size=10), st.one_of(st.none(), st.integers(0, 11)), st.one_of(st.none(), st.integers(0, 11)))
-def test_batched_rewrites_leave_exactly_what_record_by_record_rewrites_leave(steps, readonly, corrupt):
+def test_batched_rewrites_leave_exactly_what_record_by_record_rewrites_leave(patching, steps, readonly, corrupt):
     """One pass of writes on the CPU versus a point per record: same flags, bytes, reports."""
     outcomes = []
     for record_points in (True, False):
-        ftrace, text, env, sites = fake_ftrace(12)
+        ftrace, text, env, sites = fake_ftrace(12, patching=patching)
         ftrace.record_points = record_points
         if readonly is not None:
             text.readonly_ranges.append((sites[readonly], sites[readonly] + 16))

@@ -1,0 +1,199 @@
+"""Port of 4.8's x86 runtime patching: rewriting live call sites with breakpoints.
+
+Another CPU may be executing a call site while it is rewritten, so x86 never lets it fetch a
+half-written instruction: pass 1 puts an int3 on the first byte of every site to change,
+pass 2 writes the other four bytes, pass 3 writes the first byte, each pass followed by
+run_sync (an IPI that serialises every CPU).  A CPU that hits one of these int3s meanwhile
+is sent past the 5-byte site by ftrace_int3_handler, as if it were a nop.  Boot and module
+load conversions stay direct (nothing else runs that code yet).
+
+naive_replace_code() is the rewriting the protocol exists to prevent: five one-byte stores
+per site with the other CPU free to run between them.  It is kept only to show why.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+from emu.sched import Point
+
+from .arch_x86 import MCOUNT_INSN_SIZE, NOP5, ftrace_call_replace
+from .flags import EFAULT, EINVAL, EPERM, FTRACE_FL_DISABLED, UpdateAction
+from .text import TextFault
+
+if TYPE_CHECKING:
+    from .records import DynFtrace
+    from .update import Ftrace
+
+INT3 = b"\xcc"
+PATCHING_MODES = ("breakpoints", "naive", "direct")
+
+
+def run_sync() -> Iterator[object]:
+    """run_sync(): sync_core on every CPU.  Translated code for each written range is already
+    dropped by the text-write path; the point is where the other CPU may run."""
+    yield Point("run_sync", "sync_core on every CPU")
+
+
+def _write(ftrace: "Ftrace", writes: list[tuple[int, bytes]]) -> int:
+    """ftrace_write() for several sites in one pass; how many landed before a fault."""
+    return ftrace.arch.text.write_batch(writes) if writes else 0
+
+
+def _site_plan(ftrace: "Ftrace", rec: "DynFtrace", enable: bool) -> tuple[UpdateAction, bytes, bytes]:
+    action, new_addr, cur_addr = ftrace.plan_record(rec, enable)
+    if action == UpdateAction.IGNORE:
+        return action, b"", b""
+    old, new = ftrace.arch.site_bytes(rec.ip, action, new_addr, cur_addr)
+    return action, old, new
+
+
+def x86_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
+    """ftrace_replace_code() (arch/x86, 4.8): the three passes, each ended by run_sync."""
+    arch = ftrace.arch
+    todo = []
+    for rec in ftrace.records:
+        if rec.flags & FTRACE_FL_DISABLED:
+            ftrace._emit("skip_disabled", rec)
+            continue
+        action, old, new = _site_plan(ftrace, rec, enable)
+        if action != UpdateAction.IGNORE:
+            todo.append((rec, action, old, new))
+
+    # Pass 1, add_breakpoints(): check each site holds what the record says, then int3.
+    count, failed, report = 0, 0, "adding breakpoints"
+    for i, (rec, action, old, new) in enumerate(todo):
+        try:
+            current = arch.text.read(rec.ip, MCOUNT_INSN_SIZE)
+        except TextFault:
+            failed = -EFAULT
+        else:
+            if current != old:
+                arch.ftrace_expected = old
+                failed = -EINVAL
+        if failed:
+            break
+        if ftrace.record_points:
+            if _write(ftrace, [(rec.ip, INT3)]) != 1:
+                failed = -EPERM
+                break
+            ftrace._emit("breakpoint", rec)
+            yield Point("bp_write", f"int3 at {rec.ip:#x}")
+        count = i + 1
+    if not ftrace.record_points:
+        # The int3s of the sites checked before any failure, in one pass: a write that
+        # faults comes first in the kernel's order, before a later site's bad bytes.
+        landed = _write(ftrace, [(rec.ip, INT3) for rec, _, _, _ in todo[:count]])
+        for rec, _, _, _ in todo[:landed]:
+            ftrace._emit("breakpoint", rec)
+        if landed < count:
+            count, failed = landed, -EPERM
+    if failed:
+        yield from _fail(ftrace, todo, count, failed, report, enable)
+        return
+    yield from run_sync()
+
+    # Pass 2, add_update(): every byte but the first.
+    report = "updating code"
+    landed = yield from _pass(ftrace, [(rec.ip + 1, new[1:]) for rec, _, _, new in todo], "bp_update")
+    if landed < len(todo):
+        yield from _fail(ftrace, todo, landed, -EPERM, report, enable)
+        return
+    yield from run_sync()
+
+    # Pass 3, finish_update(): commit the record's flags, then the first byte.
+    report = "removing breakpoints"
+    for rec, action, _, _ in todo:
+        ftrace.ftrace_update_record(rec, enable)
+    landed = yield from _pass(ftrace, [(rec.ip, new[:1]) for rec, _, _, new in todo], "bp_finish")
+    for rec, action, _, _ in todo[:landed]:
+        ftrace._emit(action.name.lower(), rec)
+    if landed < len(todo):
+        yield from _fail(ftrace, todo, landed, -EPERM, report, enable)
+        return
+    yield from run_sync()
+
+
+def _pass(ftrace: "Ftrace", writes: list[tuple[int, bytes]], label: str) -> Iterator[object]:
+    """One pass of writes: a point after each site with record_points, else one batch."""
+    if not ftrace.record_points:
+        return _write(ftrace, writes)
+    for i, write in enumerate(writes):
+        if _write(ftrace, [write]) != 1:
+            return i
+        yield Point(label, f"{write[0]:#x}")
+    return len(writes)
+
+
+def _fail(ftrace: "Ftrace", todo: list, count: int, failed: int, report: str, enable: bool) -> Iterator[object]:
+    """The error path: say which pass failed after how many records, ftrace_bug(), and take
+    the breakpoints out of every record."""
+    rec = todo[count][0] if count < len(todo) else None
+    ftrace.env.printk(f"Failed on {report} ({count}):\n")
+    if rec is not None:
+        ftrace.ftrace_test_record(rec, enable)  # the bug type of the record that failed
+    ftrace.bug_preamble = f"Failed on {report} ({count}):\n"
+    if rec is not None:
+        ftrace._emit("fault", rec, str(failed))
+    ftrace.ftrace_bug(failed, rec)
+    for entry in todo:
+        ret = remove_breakpoint(ftrace, entry[0])
+        if ret:
+            # 4.8: `if (remove_breakpoint(rec)) BUG();` -- an int3 stays in the text for good
+            ftrace.env.bug("arch/x86/kernel/ftrace.c:ftrace_replace_code",
+                           f"could not remove the int3 at {ftrace.env.format_ip(entry[0].ip)} ({ret})")
+    yield from run_sync()
+
+
+def remove_breakpoint(ftrace: "Ftrace", rec: "DynFtrace") -> int:
+    """remove_breakpoint(): put back the first byte of a site still holding an int3, as a nop
+    or as a call to the trampoline it was or was about to be."""
+    text = ftrace.arch.text
+    try:
+        ins = text.read(rec.ip, MCOUNT_INSN_SIZE)
+    except TextFault:
+        return -EFAULT
+    if ins[:1] != INT3:
+        return 0
+    if ins[1:] == NOP5[1:]:
+        first = NOP5[:1]
+    else:
+        candidates = {ftrace_call_replace(rec.ip, ftrace.ftrace_get_addr_curr(rec)),
+                      ftrace_call_replace(rec.ip, ftrace.ftrace_get_addr_new(rec))}
+        if not any(ins[1:] == c[1:] for c in candidates):
+            return -EINVAL
+        first = b"\xe8"
+    return 0 if _write(ftrace, [(rec.ip, first)]) == 1 else -EPERM
+
+
+def naive_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
+    """In-place rewriting, one byte at a time, with no breakpoint: a CPU running the site in
+    between executes a torn instruction.  Only for showing what the protocol prevents."""
+    for rec in ftrace.records:
+        if rec.flags & FTRACE_FL_DISABLED:
+            continue
+        action, old, new = _site_plan(ftrace, rec, enable)
+        if action == UpdateAction.IGNORE:
+            continue
+        ftrace.ftrace_update_record(rec, enable)
+        for i in range(MCOUNT_INSN_SIZE):
+            if old[i] == new[i]:
+                continue
+            if _write(ftrace, [(rec.ip + i, new[i:i + 1])]) != 1:
+                ftrace.ftrace_bug(-EPERM, rec)
+                return
+            yield Point("text_byte", f"byte {i} of {rec.ip:#x}")
+        ftrace._emit(action.name.lower(), rec)
+
+
+def ftrace_int3_handler(ftrace: "Ftrace", ip_after: int) -> int | None:
+    """ftrace_int3_handler(): while ftrace is modifying code, an int3 at a call site (or at
+    ftrace_call / ftrace_graph_call) is skipped as if the site were a nop: the address to
+    resume at.  None for any other int3 (a real breakpoint: an oops here)."""
+    if not ftrace.modifying_ftrace_code:
+        return None
+    ip = ip_after - 1
+    addrs = ftrace.arch.addrs
+    if ftrace.records.lookup(ip) is None and ip not in (addrs.ftrace_call, addrs.ftrace_graph_call):
+        return None
+    return ip + MCOUNT_INSN_SIZE
