@@ -94,9 +94,7 @@ def trace(
         raise FtraceError(f"--cpu {cpu}: this machine has CPUs 0-1")
     if workload is not None and workload not in WORKLOADS:
         raise FtraceError(f"--workload {workload!r}: expected one of {', '.join(WORKLOADS)}")
-    for path in module:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such module file")
+    _check_files(module)
     calls = [Call.parse(text) for text in run_] or [Call(*WORKLOADS[workload or "syscalls"])]
     session = Session(variant=_variants(variant)[0], modules=[str(p) for p in module], filters=filter_,
                       notrace=notrace, tracer=tracer, calls=calls, cpu=cpu)
@@ -120,9 +118,7 @@ def functions(
     """
     from .hash import filter_parse_regex, ftrace_match
 
-    for path in module:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such module file")
+    _check_files(module)
     system = boot_system("fixed")
     for path in module:
         system.insmod(str(path))
@@ -150,9 +146,7 @@ def disasm(
     """
     from .disasm import disassemble
 
-    for path in module:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such module file")
+    _check_files(module)
     system = boot_system("fixed")
     for path in module:
         system.insmod(str(path))
@@ -174,6 +168,7 @@ def shell(
     """
     from .shell import Shell
 
+    _check_files(module)
     system = boot_system(_variants(variant)[0])
     for path in module:
         system.insmod(str(path))
@@ -251,6 +246,13 @@ def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[st
     for result in results:
         _render_run(console, result, timeline)
     console.print(f"replay any of these with: --schedule '{results[-1].schedule}'", markup=False)
+
+
+def _check_files(paths: list[Path]) -> None:
+    """Refuse missing module files before booting anything."""
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such module file")
 
 
 def _variants(variant: Optional[str]) -> list[str]:

@@ -6,8 +6,9 @@ child made by fork(), which starts from exactly that state and reports back the 
 and what the invariants found.  emu.explore decides which schedules to run.
 
 Scheduling points are the points of the granularity chosen:
-  coarse  every named point but the per-record rewrites and guest-code slices (default)
-  record  also one point per call-site rewrite
+  coarse  every named point but the per-record rewrites, the breakpoint passes' run_sync
+          and guest-code slices (default)
+  record  also one point per call-site write and per run_sync
   fine    also a point between slices of guest code (--quantum instructions)
 """
 
@@ -32,7 +33,8 @@ from .scenario import NR_CPUS, CommandResult, Scenario, _cpu_task
 from .system import System, boot
 
 GRANULARITIES = ("coarse", "record", "fine")
-_PER_WRITE = {"ftrace_replace_code", "ftrace_module_enable", "bp_write", "bp_update", "bp_finish", "text_byte"}
+_PER_WRITE = {"ftrace_replace_code", "ftrace_module_enable", "bp_write", "bp_update", "bp_finish", "text_byte",
+              "run_sync"}
 _FINE_ONLY = {"coarse": _PER_WRITE | {"quantum"}, "record": {"quantum"}, "fine": set()}
 
 

@@ -104,7 +104,8 @@ def check(system, audit: CallAudit | None, results=()) -> tuple[dict[str, bool],
     why: dict[str, list[str]] = {name: [] for name in INVARIANTS}
     ftrace, env = system.ftrace, system.env
     if ftrace.ftrace_disabled:
-        first = (ftrace.bug_report or "ftrace_kill() without a report").splitlines()[0]
+        lines = (ftrace.bug_report or "ftrace_kill() without a report").splitlines()
+        first = " ".join(lines[:2]) if lines[0].startswith("Failed on ") and len(lines) > 1 else lines[0]
         why["ftrace_alive"].append(f"ftrace disabled by ftrace_bug: {first}")
 
     for rec in ftrace.records:

@@ -71,7 +71,7 @@ class Timeline:
         self.system.tracer.bp_listeners.remove(self.on_int3)
 
     def on_int3(self, cpu: int, ip: int) -> None:
-        self.add(cpu, f"hits int3 at {self.system.env.name_ip(ip)}: ftrace_int3_handler skips it as a nop")
+        self._merge(cpu, ("int3",), "hits int3", self.system.env.name_ip(ip))
 
     def add(self, cpu: int, text: str) -> None:
         self.rows.append(Row(cpu, text))
@@ -130,6 +130,9 @@ class Timeline:
             if row.key is not None:
                 if row.key[0] == "quantum":
                     text = f"runs guest code ({row.count} slice{'s' if row.count > 1 else ''})"
+                elif row.key[0] == "int3":
+                    where = row.first if row.count == 1 else f"{row.count} sites ({row.first} .. {row.last})"
+                    text = f"hits int3 at {where}: ftrace_int3_handler skips as a nop"
                 elif row.count == 1:
                     text = f"{row.first}: {_RECORD_EVENTS[row.key[1]]}"
                 else:

@@ -52,7 +52,7 @@ def test_int3_hits_show_in_the_trace_and_the_timeline():
     r = run_scenario(scn, "fixed")
     assert all(r.invariants.values()), r.violations
     hits = [t for c, t in r.timeline.lines() if c == 1 and t.startswith("hits int3 at ")]
-    assert hits and all(t.endswith(": ftrace_int3_handler skips it as a nop") for t in hits)
+    assert hits and all(t.endswith(": ftrace_int3_handler skips as a nop") for t in hits)
     assert "worker-3000  [001] " in r.trace and "int3 at bench_" in r.trace
     assert r.commands[-1].output == str(boot().call("bench_calls", 6))  # the result is unharmed
 
