@@ -86,3 +86,20 @@ def test_an_int3_that_is_not_ftraces_is_an_oops():
         s.call("bench_leaf", 1)
     assert info.value.report.startswith("int3: 0000 [#1] SMP")
     assert "RIP: 0010:bench_leaf+0x1/" in info.value.report
+
+
+BUG_SCHEDULE = "0@lock:ftrace_lock#1 1@lock:module_mutex#2 0@run_sync#2 1@do_init_module#1 0 1"
+
+
+def test_race_mod_made_read_only_between_passes_ends_in_bug_on_old_kernels():
+    """The explorer's finding at record granularity: the last pass faults, the int3s cannot
+    be removed (BUG()), and CPU 1's init runs into one that is no longer ftrace's."""
+    race = load_scenario("race")
+    r = run_scenario(race, "legacy", BUG_SCHEDULE)
+    assert r.bug.splitlines()[0] == "Failed on removing breakpoints (164):"
+    errors = [c.error for c in r.commands]
+    assert errors[0] == "kernel BUG at arch/x86/kernel/ftrace.c:ftrace_replace_code!"
+    assert errors[1].startswith("insmod: race_mod: init_module oopsed: int3: 0000 [#1] SMP")
+    assert not r.invariants["no_oops"]
+    fixed = run_scenario(race, "fixed", BUG_SCHEDULE)
+    assert all(fixed.invariants.values()), fixed.violations
