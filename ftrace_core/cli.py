@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -263,14 +263,23 @@ def _variants(variant: Optional[str]) -> list[str]:
     return [variant]
 
 
+# Options race and run share.
+ScheduleOpt = Annotated[Optional[str], typer.Option("--schedule", "-s",
+                                                    help="Schedule string (default: the scenario's own).")]
+QuantumOpt = Annotated[Optional[int], typer.Option("--quantum", "-q", help="Guest instructions per slice.")]
+TimelineOpt = Annotated[bool, typer.Option("--timeline", "-t", help="Show the CPU 0 / CPU 1 timeline.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per run (several: under 'variants').")]
+NaiveOpt = Annotated[bool, typer.Option("--naive-patching", help=NAIVE_HELP)]
+
+
 @app.command()
 def race(
     variant: Optional[str] = typer.Option(None, "--variant", "-v", help=VARIANT_HELP + " Default: all three."),
-    schedule: Optional[str] = typer.Option(None, "--schedule", "-s", help="Schedule string (default: the race's own)."),
-    quantum: Optional[int] = typer.Option(None, "--quantum", "-q", help="Guest instructions per slice."),
-    timeline: bool = typer.Option(False, "--timeline", "-t", help="Show the CPU 0 / CPU 1 timeline."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per run (several: under 'variants')."),
-    naive: bool = typer.Option(False, "--naive-patching", help=NAIVE_HELP),
+    schedule: ScheduleOpt = None,
+    quantum: QuantumOpt = None,
+    timeline: TimelineOpt = False,
+    as_json: JsonOpt = False,
+    naive: NaiveOpt = False,
 ) -> None:
     """Reproduce the module-load race of the seed commit on each kernel variant.
 
@@ -283,13 +292,13 @@ def race(
 
 @app.command()
 def run(
-    scenario: str = typer.Argument(..., help="A scenario file, or a built-in scenario name (race)."),
+    scenario: str = typer.Argument(..., help="A scenario file, or a built-in: race, patch-while-running."),
     variant: Optional[str] = typer.Option(None, "--variant", "-v", help=VARIANT_HELP + " Default: fixed."),
-    schedule: Optional[str] = typer.Option(None, "--schedule", "-s", help="Schedule string (default: the file's)."),
-    quantum: Optional[int] = typer.Option(None, "--quantum", "-q", help="Guest instructions per slice."),
-    timeline: bool = typer.Option(False, "--timeline", "-t", help="Show the CPU 0 / CPU 1 timeline."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object describing the run."),
-    naive: bool = typer.Option(False, "--naive-patching", help=NAIVE_HELP),
+    schedule: ScheduleOpt = None,
+    quantum: QuantumOpt = None,
+    timeline: TimelineOpt = False,
+    as_json: JsonOpt = False,
+    naive: NaiveOpt = False,
 ) -> None:
     """Run a scenario file (or a built-in: race, patch-while-running) on two CPUs and check the invariants.
 
