@@ -8,7 +8,7 @@ all); a CPU's registers live in its saved context while another CPU runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generator, Iterable
+from typing import TYPE_CHECKING, Generator, Iterable, Protocol
 
 from unicorn import UcError
 from unicorn import unicorn_const as uc_const
@@ -66,14 +66,12 @@ class Quantum:
     rip: int
 
 
-class Symbolizer:
-    """What a CPU needs to name code in an oops (kallsyms provides it)."""
+class Symbolizer(Protocol):
+    """What a CPU needs to name code in an oops (emu.kallsyms.Kallsyms provides it)."""
 
-    def format(self, addr: int) -> str:  # pragma: no cover - protocol
-        raise NotImplementedError
+    def format(self, addr: int) -> str: ...
 
-    def is_text(self, addr: int) -> bool:  # pragma: no cover - protocol
-        raise NotImplementedError
+    def is_text(self, addr: int) -> bool: ...
 
 
 class Cpu:
