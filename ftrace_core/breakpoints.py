@@ -54,7 +54,7 @@ def x86_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
     todo = []
     for rec in ftrace.records:
         if rec.flags & FTRACE_FL_DISABLED:
-            ftrace._emit("skip_disabled", rec)
+            ftrace.emit("skip_disabled", rec)
             continue
         action, old, new = _site_plan(ftrace, rec, enable)
         if action != UpdateAction.IGNORE:
@@ -77,7 +77,7 @@ def x86_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
             if _write(ftrace, [(rec.ip, INT3)]) != 1:
                 failed = -EPERM
                 break
-            ftrace._emit("breakpoint", rec)
+            ftrace.emit("breakpoint", rec)
             yield Point("bp_write", f"int3 at {rec.ip:#x}")
         count = i + 1
     if not ftrace.record_points:
@@ -85,7 +85,7 @@ def x86_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
         # faults comes first in the kernel's order, before a later site's bad bytes.
         landed = _write(ftrace, [(rec.ip, INT3) for rec, _, _, _ in todo[:count]])
         for rec, _, _, _ in todo[:landed]:
-            ftrace._emit("breakpoint", rec)
+            ftrace.emit("breakpoint", rec)
         if landed < count:
             count, failed = landed, -EPERM
     if failed:
@@ -107,7 +107,7 @@ def x86_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
         ftrace.ftrace_update_record(rec, enable)
     landed = yield from _pass(ftrace, [(rec.ip, new[:1]) for rec, _, _, new in todo], "bp_finish")
     for rec, action, _, _ in todo[:landed]:
-        ftrace._emit(action.name.lower(), rec)
+        ftrace.emit(action.name.lower(), rec)
     if landed < len(todo):
         yield from _fail(ftrace, todo, landed, -EPERM, report, enable)
         return
@@ -134,7 +134,7 @@ def _fail(ftrace: "Ftrace", todo: list, count: int, failed: int, report: str, en
         ftrace.ftrace_test_record(rec, enable)  # the bug type of the record that failed
     ftrace.bug_preamble = f"Failed on {report} ({count}):\n"
     if rec is not None:
-        ftrace._emit("fault", rec, str(failed))
+        ftrace.emit("fault", rec, str(failed))
     ftrace.ftrace_bug(failed, rec)
     for entry in todo:
         ret = remove_breakpoint(ftrace, entry[0])
@@ -183,7 +183,7 @@ def naive_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
                 ftrace.ftrace_bug(-EPERM, rec)
                 return
             yield Point("text_byte", f"byte {i} of {rec.ip:#x}")
-        ftrace._emit(action.name.lower(), rec)
+        ftrace.emit(action.name.lower(), rec)
 
 
 def ftrace_int3_handler(ftrace: "Ftrace", ip_after: int) -> int | None:

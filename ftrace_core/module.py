@@ -59,7 +59,7 @@ def ftrace_module_enable(ftrace: Ftrace, mod: ModuleLike) -> Iterator[object]:
                     break
                 cnt = ftrace.referenced_filters(rec) if started else 0
                 rec.flags = cnt  # clears FTRACE_FL_DISABLED
-                ftrace._emit("module_enable", rec, f"refs={cnt}")
+                ftrace.emit("module_enable", rec, f"refs={cnt}")
                 if started and cnt:
                     yield Point("ftrace_module_enable", f"{mod.name} {rec.ip:#x}")
                     failed = ftrace.replace_code_one(rec, True)
@@ -88,7 +88,7 @@ def ftrace_release_mod(ftrace: Ftrace, mod: ModuleLike) -> Iterator[object]:
             if pg.records and mod.within_core(pg.records[0].ip):
                 ftrace.ftrace_warn_on(i == 0, "ftrace_release_mod: module records in the first page")
                 for rec in pg.records:
-                    ftrace._emit("released", rec)
+                    ftrace.emit("released", rec)
                 continue
             keep.append(pg)
         ftrace.records.pages[:] = keep

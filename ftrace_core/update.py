@@ -81,7 +81,8 @@ class Ftrace:
         if self.tracker is not None:
             self.tracker.touch(("ftrace_disabled",), write)
 
-    def _emit(self, event: str, rec: DynFtrace, detail: str = "") -> None:
+    def emit(self, event: str, rec: DynFtrace, detail: str = "") -> None:
+        """Tell the listeners (the timeline) what happened to a record."""
         for listener in list(self.listeners):
             listener(event, rec, detail)
 
@@ -111,7 +112,7 @@ class Ftrace:
         self.bug_preamble = ""
         self.bug_ip = rec.ip if rec is not None else None
         if rec is not None:
-            self._emit("bug", rec, lines[0].split(" [<")[0])
+            self.emit("bug", rec, lines[0].split(" [<")[0])
         self.ftrace_kill()
 
     def _read_site(self, ip: int) -> bytes | None:
@@ -299,7 +300,7 @@ class Ftrace:
         else:
             self.bug_type = BugType.UPDATE
             ret = self.arch.ftrace_modify_call(rec.ip, old_addr, new_addr)
-        self._emit("fault" if ret else action.name.lower(), rec, f"{ret}" if ret else "")
+        self.emit("fault" if ret else action.name.lower(), rec, f"{ret}" if ret else "")
         return ret
 
     def replace_code_one(self, rec: DynFtrace, enable: bool) -> int:
@@ -326,7 +327,7 @@ class Ftrace:
             return
         for rec in self.records:
             if rec.flags & FTRACE_FL_DISABLED:
-                self._emit("skip_disabled", rec)
+                self.emit("skip_disabled", rec)
                 continue
             if self.ftrace_test_record(rec, enable) == UpdateAction.IGNORE:
                 continue
@@ -340,7 +341,7 @@ class Ftrace:
         plan = []
         for rec in self.records:
             if rec.flags & FTRACE_FL_DISABLED:
-                self._emit("skip_disabled", rec)
+                self.emit("skip_disabled", rec)
                 continue
             action, new_addr, cur_addr = self.plan_record(rec, enable)
             if action != UpdateAction.IGNORE:
@@ -349,12 +350,12 @@ class Ftrace:
         done, failed = self.arch.ftrace_modify_code_batch([(rec.ip, old, new) for rec, _, old, new in plan])
         for rec, action, _, _ in plan[:done]:
             self.ftrace_update_record(rec, enable)
-            self._emit(action.name.lower(), rec)
+            self.emit(action.name.lower(), rec)
         if failed:
             rec, action = plan[done][0], plan[done][1]
             self.ftrace_update_record(rec, enable)
             self.bug_type = _BUG_TYPES[action]
-            self._emit("fault", rec, str(failed))
+            self.emit("fault", rec, str(failed))
             self.ftrace_bug(failed, rec)
         yield Point("ftrace_replace_code", f"{done} call sites")
 
@@ -564,7 +565,7 @@ class Ftrace:
             else:
                 rec.flags = rec_flags
         for rec in recs[:done]:
-            self._emit("added", rec, "DISABLED" if rec.flags & FTRACE_FL_DISABLED else "")
+            self.emit("added", rec, "DISABLED" if rec.flags & FTRACE_FL_DISABLED else "")
         if failed:
             self.bug_type = BugType.INIT
             self.ftrace_bug(failed, recs[done])
