@@ -94,7 +94,6 @@ class TaskState:
     gen: Generator[object, None, object]
     done: bool = False
     result: object = None
-    error: BaseException | None = None
     blocked_on: Lock | None = None
     counts: dict[str, int] = field(default_factory=dict)
     last_label: str | None = None
