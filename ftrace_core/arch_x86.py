@@ -74,38 +74,41 @@ class ArchX86:
             return -EPERM
         return 0
 
+    def verify_sites(self, sites: list[tuple[int, bytes]]) -> tuple[int, int]:
+        """The checking half of ftrace_modify_code_direct() over many sites in order: how many
+        hold their expected bytes before the first that does not, and that one's -EFAULT or
+        -EINVAL (0 if all do).  ftrace_expected is left naming the failing site's bytes."""
+        window = self._read_window([ip for ip, _ in sites])
+        for i, (ip, old) in enumerate(sites):
+            try:
+                failed = -EINVAL if window(ip) != old else 0
+            except TextFault:
+                failed = -EFAULT
+            if failed:
+                self.ftrace_expected = old
+                return i, failed
+        return len(sites), 0
+
     def ftrace_modify_code_batch(self, sites: list[tuple[int, bytes, bytes]]) -> tuple[int, int]:
         """ftrace_modify_code_direct() over many sites in order, with their writes done in one
         pass on the CPU: every site is verified first, the verified ones written.  Returns
         (sites done, 0) or (index of the first failure, -errno), as the site-by-site loop
         stopping at its first failure would leave things."""
-        writes: list[tuple[int, bytes]] = []
-        failed = 0
-        window = self._read_window(sites)
-        for ip, old, new in sites:
-            try:
-                replaced = window(ip)
-            except TextFault:
-                failed = -EFAULT
-            else:
-                failed = -EINVAL if replaced != old else 0
-            if failed:
-                self.ftrace_expected = old
-                break
-            writes.append((ip, new))
+        verified, failed = self.verify_sites([(ip, old) for ip, old, _ in sites])
+        writes = [(ip, new) for ip, _, new in sites[:verified]]
         landed = self.text.write_batch(writes) if writes else 0
         if landed < len(writes):
             self.ftrace_expected = sites[landed][1]
             return landed, -EPERM
         return landed, failed
 
-    def _read_window(self, sites: list[tuple[int, bytes, bytes]]):
+    def _read_window(self, ips: list[int]):
         """probe_kernel_read for many sites: one read of the range they span when it is
         small enough (boot converts thousands of sites), else one read per site."""
-        if len(sites) < 16:
+        if len(ips) < 16:
             return lambda ip: self.text.read(ip, MCOUNT_INSN_SIZE)
-        lo = min(ip for ip, _, _ in sites)
-        hi = max(ip for ip, _, _ in sites) + MCOUNT_INSN_SIZE
+        lo = min(ips)
+        hi = max(ips) + MCOUNT_INSN_SIZE
         if hi - lo > 64 << 20:
             return lambda ip: self.text.read(ip, MCOUNT_INSN_SIZE)
         try:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterator
 from emu.sched import Point
 
 from .arch_x86 import MCOUNT_INSN_SIZE, NOP5, ftrace_call_replace
-from .flags import EFAULT, EINVAL, EPERM, FTRACE_FL_DISABLED, UpdateAction
+from .flags import EFAULT, EINVAL, EPERM
 from .text import TextFault
 
 if TYPE_CHECKING:
@@ -40,47 +40,27 @@ def _write(ftrace: "Ftrace", writes: list[tuple[int, bytes]]) -> int:
     return ftrace.arch.text.write_batch(writes) if writes else 0
 
 
-def _site_plan(ftrace: "Ftrace", rec: "DynFtrace", enable: bool) -> tuple[UpdateAction, bytes, bytes]:
-    action, new_addr, cur_addr = ftrace.plan_record(rec, enable)
-    if action == UpdateAction.IGNORE:
-        return action, b"", b""
-    old, new = ftrace.arch.site_bytes(rec.ip, action, new_addr, cur_addr)
-    return action, old, new
-
-
 def x86_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
     """ftrace_replace_code() (arch/x86, 4.8): the three passes, each ended by run_sync."""
     arch = ftrace.arch
-    todo = []
-    for rec in ftrace.records:
-        if rec.flags & FTRACE_FL_DISABLED:
-            ftrace.emit("skip_disabled", rec)
-            continue
-        action, old, new = _site_plan(ftrace, rec, enable)
-        if action != UpdateAction.IGNORE:
-            todo.append((rec, action, old, new))
+    todo = ftrace.plan_rewrites(enable)
 
     # Pass 1, add_breakpoints(): check each site holds what the record says, then int3.
-    count, failed, report = 0, 0, "adding breakpoints"
-    for i, (rec, action, old, new) in enumerate(todo):
-        try:
-            current = arch.text.read(rec.ip, MCOUNT_INSN_SIZE)
-        except TextFault:
-            failed = -EFAULT
-        else:
-            if current != old:
-                arch.ftrace_expected = old
-                failed = -EINVAL
-        if failed:
-            break
-        if ftrace.record_points:
+    report = "adding breakpoints"
+    if ftrace.record_points:
+        count, failed = 0, 0
+        for rec, action, old, new in todo:
+            _, failed = arch.verify_sites([(rec.ip, old)])
+            if failed:
+                break
             if _write(ftrace, [(rec.ip, INT3)]) != 1:
                 failed = -EPERM
                 break
             ftrace.emit("breakpoint", rec)
             yield Point("bp_write", f"int3 at {rec.ip:#x}")
-        count = i + 1
-    if not ftrace.record_points:
+            count += 1
+    else:
+        count, failed = arch.verify_sites([(rec.ip, old) for rec, _, old, _ in todo])
         # The int3s of the sites checked before any failure, in one pass: a write that
         # faults comes first in the kernel's order, before a later site's bad bytes.
         landed = _write(ftrace, [(rec.ip, INT3) for rec, _, _, _ in todo[:count]])
@@ -169,12 +149,7 @@ def remove_breakpoint(ftrace: "Ftrace", rec: "DynFtrace") -> int:
 def naive_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
     """In-place rewriting, one byte at a time, with no breakpoint: a CPU running the site in
     between executes a torn instruction.  Only for showing what the protocol prevents."""
-    for rec in ftrace.records:
-        if rec.flags & FTRACE_FL_DISABLED:
-            continue
-        action, old, new = _site_plan(ftrace, rec, enable)
-        if action == UpdateAction.IGNORE:
-            continue
+    for rec, action, old, new in ftrace.plan_rewrites(enable, report_skipped=False):
         ftrace.ftrace_update_record(rec, enable)
         for i in range(MCOUNT_INSN_SIZE):
             if old[i] == new[i]:

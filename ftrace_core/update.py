@@ -337,16 +337,23 @@ class Ftrace:
                 self.ftrace_bug(failed, rec)
                 return
 
-    def _replace_code_batched(self, enable: bool) -> Iterator[object]:
+    def plan_rewrites(self, enable: bool, report_skipped: bool = True) -> list[tuple]:
+        """Every record whose site must change, in record order, as (rec, action, expected
+        bytes, new bytes); DISABLED records are skipped (and told to the listeners)."""
         plan = []
         for rec in self.records:
             if rec.flags & FTRACE_FL_DISABLED:
-                self.emit("skip_disabled", rec)
+                if report_skipped:
+                    self.emit("skip_disabled", rec)
                 continue
             action, new_addr, cur_addr = self.plan_record(rec, enable)
             if action != UpdateAction.IGNORE:
                 old, new = self.arch.site_bytes(rec.ip, action, new_addr, cur_addr)
                 plan.append((rec, action, old, new))
+        return plan
+
+    def _replace_code_batched(self, enable: bool) -> Iterator[object]:
+        plan = self.plan_rewrites(enable)
         done, failed = self.arch.ftrace_modify_code_batch([(rec.ip, old, new) for rec, _, old, new in plan])
         for rec, action, _, _ in plan[:done]:
             self.ftrace_update_record(rec, enable)
