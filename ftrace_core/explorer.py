@@ -26,10 +26,10 @@ from typing import Callable, Iterable
 from emu.errors import MemoryAccessError
 from emu.explore import PCT, Node, Plan, RunTrace, continue_choice, explore, next_sleep, preempts
 from emu.footprint import Tracker
-from emu.schedule import Schedule, Scheduler
+from emu.schedule import Schedule
 
 from .invariants import CallAudit, check
-from .scenario import NR_CPUS, CommandResult, Scenario, _cpu_task
+from .scenario import NR_CPUS, CommandResult, Scenario, scheduler_for
 from .system import System, boot
 
 GRANULARITIES = ("coarse", "record", "fine")
@@ -167,13 +167,7 @@ class Prepared:
         kernel.modules.tracker = tracker
         system.ftrace.tracker = tracker
         results: list = []
-        tasks = {cpu: _cpu_task(system, cpu, self.scenario, cmds, results, self.quantum)
-                 for cpu, cmds in sorted(self.scenario.commands.items())}
-
-        def switch(cpu: int) -> None:
-            kernel.current_cpu = cpu
-
-        sched = Scheduler(tasks, on_switch=switch)
+        sched = scheduler_for(system, self.scenario, results, self.quantum)
         fine_only = _FINE_ONLY[self.granularity]
         nodes: list[Node] = []
         sleep: dict[int, object] = {}
@@ -224,9 +218,7 @@ class Prepared:
         """Run a schedule string (as `race --schedule` would) and check the invariants."""
         system = self.system
         results: list = []
-        tasks = {cpu: _cpu_task(system, cpu, self.scenario, cmds, results, self.quantum)
-                 for cpu, cmds in sorted(self.scenario.commands.items())}
-        sched = Scheduler(tasks, on_switch=lambda cpu: setattr(system.kernel, "current_cpu", cpu))
+        sched = scheduler_for(system, self.scenario, results, self.quantum)
         parsed = Schedule.parse(schedule, NR_CPUS)
         parsed.quantum = self.quantum
         ran = sched.run(parsed)

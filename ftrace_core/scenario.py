@@ -250,14 +250,8 @@ def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | Non
     audit = CallAudit(system)
     audit.install()
     results: list[CommandResult] = []
-    tasks = {cpu: _cpu_task(system, cpu, scenario, cmds, results, sched.quantum)
-             for cpu, cmds in sorted(scenario.commands.items())}
+    scheduler = scheduler_for(system, scenario, results, sched.quantum)
     kernel = system.kernel
-
-    def switch(cpu: int) -> None:
-        kernel.current_cpu = cpu
-
-    scheduler = Scheduler(tasks, on_switch=switch)
     timeline = Timeline(system, NR_CPUS)
     timeline.attach(scheduler)
     try:
@@ -289,6 +283,14 @@ def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | Non
         dmesg=system.dmesg(),
         timeline=timeline,
     )
+
+
+def scheduler_for(system, scenario: Scenario, results: list[CommandResult], quantum: int) -> Scheduler:
+    """One task per CPU running its commands (their results go to `results`), in a scheduler
+    that tells the kernel which CPU host code runs on."""
+    tasks = {cpu: _cpu_task(system, cpu, scenario, cmds, results, quantum)
+             for cpu, cmds in sorted(scenario.commands.items())}
+    return Scheduler(tasks, on_switch=lambda cpu: setattr(system.kernel, "current_cpu", cpu))
 
 
 def _cpu_task(system, cpu: int, scenario: Scenario, commands: list[Command], results: list[CommandResult],
