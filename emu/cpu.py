@@ -44,6 +44,11 @@ SOFT_LOCKUP_SLICES = 20000
 BUDGET_SLICE = 1_000_000
 #: Virtual nanoseconds charged per instruction of an expired quantum, and per finished call.
 NS_PER_INSN = 1
+# emu_start's errors for a memory access the MMU refused (Machine.explain_fault tells which).
+_MEMORY_ERRORS = frozenset((
+    uc_const.UC_ERR_READ_UNMAPPED, uc_const.UC_ERR_WRITE_UNMAPPED, uc_const.UC_ERR_FETCH_UNMAPPED,
+    uc_const.UC_ERR_READ_PROT, uc_const.UC_ERR_WRITE_PROT, uc_const.UC_ERR_FETCH_PROT,
+    uc_const.UC_ERR_READ_UNALIGNED, uc_const.UC_ERR_WRITE_UNALIGNED, uc_const.UC_ERR_FETCH_UNALIGNED))
 NS_PER_CALL = 50
 
 
@@ -159,7 +164,6 @@ class Cpu:
             while True:
                 self._publish_clock()
                 uc.context_restore(ctx)
-                self.machine.last_mem_fault = None
                 self.machine.last_interrupt = None
                 previous, self.machine.running_cpu = self.machine.running_cpu, self
                 try:
@@ -230,8 +234,8 @@ class Cpu:
 
     def _fault(self, error: UcError | None, rip: int) -> GuestFault:
         uc = self.machine.uc
-        mem = self.machine.last_mem_fault
         trap = self.machine.last_interrupt
+        mem = self.machine.explain_fault() if error is not None and error.errno in _MEMORY_ERRORS else None
         regs = {name: uc.reg_read(reg) for name, reg in _REG_NAMES.items()}
         rsp = uc.reg_read(UC_X86_REG_RSP)
         if mem is not None:

@@ -37,6 +37,11 @@ class Perm(IntFlag):
         return "".join(c if self & bit else "-" for c, bit in (("r", Perm.R), ("w", Perm.W), ("x", Perm.X)))
 
 
+# What a virtual-TLB entry allows (see Machine._on_tlb_fill), as UC_PROT_* bits.
+_DATA_PERMS = uc_const.UC_PROT_READ | uc_const.UC_PROT_WRITE
+_FETCH_PERMS = uc_const.UC_PROT_READ | uc_const.UC_PROT_EXEC
+
+
 def page_align_down(addr: int) -> int:
     return addr & ~(PAGE_SIZE - 1)
 
@@ -100,8 +105,11 @@ class Machine:
         self.last_mem_fault: MemFault | None = None
         self.last_interrupt: int | None = None
         self.running_cpu = None  # the emu.cpu.Cpu inside emu_start, for hooks to ask
-        self.hooks.add(uc_const.UC_HOOK_MEM_INVALID, self._on_invalid_memory)
+        # No UC_HOOK_MEM_INVALID while the guest runs: with any such hook registered Unicorn
+        # sends every store down its slow path (about 3x the cost of a traced call).  What
+        # faulted is asked afterwards, by replaying the one instruction (explain_fault).
         self.hooks.add(uc_const.UC_HOOK_INTR, self._on_interrupt)
+        self.hooks.add(uc_const.UC_HOOK_TLB_FILL, self._on_tlb_fill)
         # Observers of protection changes (the timeline).
         self.protect_listeners: list = []
         # Exception handlers by vector: handler(cpu, rip) -> where to resume, or None for an oops.
@@ -211,6 +219,37 @@ class Machine:
                 return
         self.last_interrupt = intno
         uc.emu_stop()
+
+    @staticmethod
+    def _on_tlb_fill(uc: Uc, vaddr: int, access: int, entry, data: object) -> bool:
+        # The virtual TLB maps each page to itself.  Left to itself it fills an entry with only
+        # the permission of the access that missed, so a stack page, read and written in turn,
+        # misses on every switch.  Filling data accesses as read+write and fetches as
+        # read+execute makes an entry serve every access of its kind; an entry that is also
+        # executable would send every store down Unicorn's slow path (its check for
+        # self-modifying code).  Protections are still enforced, from the memory regions'
+        # own permissions; a page both executed and written refills on each switch.
+        entry.paddr = vaddr & ~(PAGE_SIZE - 1)
+        entry.perms = _FETCH_PERMS if access == uc_const.UC_MEM_FETCH else _DATA_PERMS
+        return True
+
+    def explain_fault(self) -> MemFault | None:
+        """After emu_start failed on a memory access, with the registers still at the faulting
+        instruction (Unicorn's faults are precise): run that one instruction again with an
+        invalid-memory hook to learn the access and address, then put the registers back."""
+        uc = self.uc
+        ctx = uc.context_save()
+        self.last_mem_fault = None
+        handle = self.hooks.add(uc_const.UC_HOOK_MEM_INVALID, self._on_invalid_memory)
+        try:
+            uc.emu_start(uc.reg_read(UC_X86_REG_RIP), 0, count=1)
+        except UcError:
+            pass
+        finally:
+            self.hooks.remove(handle)
+            self.hooks.take_pending()
+            uc.context_restore(ctx)
+        return self.last_mem_fault
 
     def _on_invalid_memory(self, uc: Uc, access: int, address: int, size: int, value: int, data: object) -> bool:
         self.last_mem_fault = MemFault(access, address, size)
