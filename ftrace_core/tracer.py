@@ -294,6 +294,7 @@ class GraphTracer:
 
 
 _EVENT = struct.Struct("<QQQq")  # struct trace_event {ip, parent_ip, ts, pid}
+_HEAD = struct.Struct("<QQ")  # struct trace_ring {written, mask}
 TRACE_RING_CAPACITY = 32768  # guest/kernel/main.c
 
 
@@ -303,9 +304,10 @@ class GuestRecorder:
 
     def __init__(self, kernel: Kernel, buffer: RingBuffer):
         self.kernel = kernel
-        self.rings = kernel.symbol("trace_rings")
+        self.heads = kernel.symbol("trace_rings")  # struct trace_ring {written, mask} a CPU
+        self.events = kernel.symbol("trace_ring_events")
         self.flag = kernel.symbol("ftrace_guest_recording")
-        self.ring_bytes = 16 + TRACE_RING_CAPACITY * _EVENT.size
+        self.ring_bytes = TRACE_RING_CAPACITY * _EVENT.size
         self.drained = [0] * len(kernel.cpus)
         self.cmdlines: dict[int, str] = {}  # pid -> comm, as the kernel's saved_cmdlines
         self.resize(buffer.entries_per_cpu)
@@ -317,15 +319,14 @@ class GuestRecorder:
         """Ring slots: the largest power of two that fits, at most the guest's capacity."""
         slots = 1 << (min(entries_per_cpu, TRACE_RING_CAPACITY).bit_length() - 1)
         for cpu in range(len(self.kernel.cpus)):
-            self.kernel.machine.write(self.rings + cpu * self.ring_bytes + 8, (slots - 1).to_bytes(8, "little"))
+            self.kernel.machine.write(self.heads + cpu * _HEAD.size + 8, (slots - 1).to_bytes(8, "little"))
 
     def drain(self, buffer: RingBuffer) -> None:
         machine = self.kernel.machine
         for cpu in self.kernel.cpus:
             self.cmdlines[cpu.task.pid] = cpu.task.comm
         for index in range(len(self.kernel.cpus)):
-            base = self.rings + index * self.ring_bytes
-            written, mask = struct.unpack("<QQ", machine.read(base, 16))
+            written, mask = _HEAD.unpack(machine.read(self.heads + index * _HEAD.size, _HEAD.size))
             new = written - self.drained[index]
             if new <= 0:
                 continue
@@ -333,7 +334,7 @@ class GuestRecorder:
             keep = min(new, slots)
             if new > keep:
                 buffer.lose(index, new - keep)
-            raw = machine.read(base + 16, slots * _EVENT.size)
+            raw = machine.read(self.events + index * self.ring_bytes, slots * _EVENT.size)
             for seq in range(written - keep, written):
                 ip, parent, ts, pid = _EVENT.unpack_from(raw, (seq & mask) * _EVENT.size)
                 buffer.record(TraceEntry(ts, index, self.cmdlines.get(pid, "<...>"), pid, ip, parent))

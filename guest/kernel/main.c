@@ -30,14 +30,18 @@ struct trace_event {
 	long pid;
 };
 
+/* A ring's head lives with the tracer's other small, hot data; its events fill
+ * pages of their own (as the kernel's ring buffer pages), so the head does not
+ * share a TLB slot with the pages the events stream through. */
 struct trace_ring {
 	unsigned long written;
 	unsigned long mask;	/* slots - 1 */
-	struct trace_event ev[TRACE_RING_CAPACITY];
 };
 
 int ftrace_guest_recording;
 struct trace_ring trace_rings[2];
+struct trace_event trace_ring_events[2][TRACE_RING_CAPACITY]
+	__attribute__((aligned(4096), section(".bss..page_aligned")));
 
 /* Virtual nanoseconds one traced call costs its CPU, as the host charges too. */
 #define TRACE_EVENT_NS 100
@@ -60,7 +64,7 @@ notrace void function_trace_call(unsigned long ip, unsigned long parent_ip,
 		return;
 	pc = this_cpu_area();
 	ring = &trace_rings[cpu];
-	e = &ring->ev[ring->written & ring->mask];
+	e = &trace_ring_events[cpu][ring->written & ring->mask];
 	pc->clock_ns += TRACE_EVENT_NS;
 	e->ip = ip;
 	e->parent_ip = parent_ip;
