@@ -92,6 +92,10 @@ class Cpu:
         self.task = Task(f"swapper/{index}", 0)
         self.clock_ns = 0
         self.insns = 0
+        # Where the running slice resumed a call the previous slice stopped in (None when it
+        # starts a call).  A block hook at that address fires twice for one execution: once
+        # before the slice that stopped there ended, once as the resuming slice begins.
+        self.resume_rip: int | None = None
         self._ctx: UcContext | None = None
         self._depth = 0
         self._publish_percpu()
@@ -160,14 +164,16 @@ class Cpu:
         spent = 0
         # Without a quantum a budget still needs counted slices to notice it is spent.
         slice_len = quantum or (min(budget, BUDGET_SLICE) if budget else 0)
+        first = True
         try:
             while True:
                 self._publish_clock()
                 uc.context_restore(ctx)
                 self.machine.last_interrupt = None
                 previous, self.machine.running_cpu = self.machine.running_cpu, self
+                self.resume_rip, first = (None if first else rip), False
                 try:
-                    uc.emu_start(rip, self.trap, count=slice_len)
+                    self.machine.emu_start(rip, self.trap, count=slice_len)
                     error = None
                 except UcError as exc:
                     error = exc

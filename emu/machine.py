@@ -40,6 +40,8 @@ class Perm(IntFlag):
 # What a virtual-TLB entry allows (see Machine._on_tlb_fill), as UC_PROT_* bits.
 _DATA_PERMS = uc_const.UC_PROT_READ | uc_const.UC_PROT_WRITE
 _FETCH_PERMS = uc_const.UC_PROT_READ | uc_const.UC_PROT_EXEC
+# The count given to a run that should not stop on one (see Machine.emu_start).
+_COUNT_FOREVER = 1 << 62
 
 
 def page_align_down(addr: int) -> int:
@@ -117,6 +119,7 @@ class Machine:
         # An emu.footprint.Tracker while the explorer records steps: what host code writes
         # and which protections change; guest code run by emu.cpu counts as everything.
         self.tracker = None
+        self._counting = False  # see emu_start()
 
     # -- mappings -------------------------------------------------------------------------
     def map(self, name: str, start: int, size: int, perms: Perm) -> None:
@@ -175,6 +178,20 @@ class Machine:
             lo, hi = max(begin, start), min(end, start + size)
             if lo < hi:
                 yield lo, hi, perms
+
+    # -- running guest code ----------------------------------------------------------------
+    def emu_start(self, begin: int, until: int, count: int = 0) -> None:
+        """uc.emu_start, keeping Unicorn's instruction-count hook once a counted run made it.
+
+        Unicorn adds that hook for a run with a count and removes it for a run without one,
+        dropping every translated block each time: alternating the two (time slices, then a
+        text write) retranslated all code on every slice.  So once counting, always count.
+        """
+        if count:
+            self._counting = True
+        elif self._counting:
+            count = _COUNT_FOREVER
+        self.uc.emu_start(begin, until, count=count)
 
     # -- host access ----------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
@@ -242,7 +259,7 @@ class Machine:
         self.last_mem_fault = None
         handle = self.hooks.add(uc_const.UC_HOOK_MEM_INVALID, self._on_invalid_memory)
         try:
-            uc.emu_start(uc.reg_read(UC_X86_REG_RIP), 0, count=1)
+            self.emu_start(uc.reg_read(UC_X86_REG_RIP), 0, count=1)
         except UcError:
             pass
         finally:

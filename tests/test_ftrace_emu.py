@@ -282,3 +282,41 @@ def test_the_file_lists_match_what_tracefs_serves(system):
 
     assert sorted(WRITABLE_FILES) == sorted(system.tracefs._writers)
     assert sorted(READABLE_FILES) == system.tracefs.files
+
+
+@pytest.mark.parametrize("quantum", [1, 2, 3, 4, 5, 7, 11, None])
+def test_call_audit_counts_each_entry_once_however_time_is_sliced(system, quantum):
+    """The audit sees entries with block hooks, which fire again when a slice stopped on a
+    function's first instruction resumes; every slicing must still give one entry a call."""
+    from emu.sched import run_to_completion
+    from ftrace_core.invariants import CallAudit
+
+    audit = CallAudit(system)
+    audit.install()
+    system.tracefs.write("current_tracer", "function")
+    cpu = system.cpus[0]
+    run_to_completion(cpu.call(system.symbol("bench_calls"), 6, quantum=quantum))
+    audit.finish()
+    traced = [e for e in system.buffer.entries() if system.env.name_ip(e.ip).startswith("bench_")]
+    assert len(traced) == 1 + 6 * 3
+    assert (audit.missed, audit.extra) == ([], [])
+    assert audit.counted == len(traced)
+
+
+def test_call_audit_sees_a_call_the_tracer_missed(system):
+    """The audit is evidence independent of the tracer: a site put back to a nop behind
+    ftrace's back (the records still say enabled) shows up as a missed call."""
+    from ftrace_core.arch_x86 import NOP5
+    from ftrace_core.invariants import CallAudit
+
+    audit = CallAudit(system)
+    audit.install()
+    system.tracefs.write("current_tracer", "function")
+    leaf = system.symbol("bench_leaf")
+    system.kernel.set_kernel_text_rw()
+    system.kernel.text.write(system.cpus[0], [(leaf, NOP5)])
+    system.kernel.set_kernel_text_ro()
+    system.call("bench_calls", 2)
+    audit.finish()
+    assert sorted({ip for _, ip, _ in audit.missed}) == [leaf]
+    assert len(audit.missed) == 4
