@@ -8,6 +8,7 @@ range is invalidated afterwards, so the next fetch sees the new bytes.
 
 from __future__ import annotations
 
+import struct
 from typing import Sequence
 
 from .cpu import Cpu
@@ -34,30 +35,32 @@ class TextPoker:
     def write(self, cpu: Cpu, writes: Sequence[tuple[int, bytes]]) -> None:
         """Store each (addr, data) in order on cpu.  On a write fault raises TextWriteFault
         naming the address and how many writes completed before it."""
-        done = 0
         base, size = self.staging[cpu.index]
-        while done < len(writes):
-            chunk, used = [], 0
-            for addr, data in writes[done:]:
-                need = _ENTRY + len(data)
-                if chunk and used + need > size:
-                    break
+        # ftrace's passes write as many bytes at every site: then chunks hold a fixed count.
+        lengths = {len(data) for _, data in writes}
+        per_chunk = size // (_ENTRY + max(lengths)) if len(lengths) == 1 else 0
+        done, total = 0, len(writes)
+        while done < total:
+            end = min(total, done + per_chunk) if per_chunk else done
+            used = 0
+            while not per_chunk and end < total:
+                need = _ENTRY + len(writes[end][1])
                 if need > size:
-                    raise MemoryAccessError(f"text write of {len(data)} bytes at {addr:#x} is too large")
-                chunk.append((addr, bytes(data)))
+                    raise MemoryAccessError(f"text write of {need - _ENTRY} bytes at {writes[end][0]:#x} is too large")
+                if end > done and used + need > size:
+                    break
                 used += need
-            self._run_chunk(cpu, base, chunk, done)
-            done += len(chunk)
+                end += 1
+            self._run_chunk(cpu, base, [(addr, bytes(data)) for addr, data in writes[done:end]], done)
+            done = end
 
     def _run_chunk(self, cpu: Cpu, base: int, chunk: list[tuple[int, bytes]], done_before: int) -> None:
-        vec = bytearray()
-        blob = bytearray()
-        blob_base = base + _ENTRY * len(chunk)
+        src = base + _ENTRY * len(chunk)
+        fields: list[int] = []
         for addr, data in chunk:
-            vec += addr.to_bytes(8, "little") + (blob_base + len(blob)).to_bytes(8, "little")
-            vec += len(data).to_bytes(8, "little")
-            blob += data
-        self.machine.write(base, bytes(vec + blob))
+            fields += (addr, src, len(data))
+            src += len(data)
+        self.machine.write(base, struct.pack(f"<{len(fields)}Q", *fields) + b"".join(data for _, data in chunk))
         if self.machine.tracker is not None:
             for addr, data in chunk:
                 self.machine.tracker.touch_pages("mem", addr, addr + len(data))
@@ -77,8 +80,8 @@ class TextPoker:
     def _invalidate(self, cpu: Cpu, written: list[tuple[int, bytes]], notify: bool = True) -> None:
         if not written:
             return
-        lo = min(addr for addr, _ in written)
-        hi = max(addr + len(data) for addr, data in written)
+        addrs = [addr for addr, _ in written]
+        lo, hi = min(addrs), max(addrs) + max(len(data) for _, data in written)
         if hi - lo <= INVALIDATE_SPAN:  # one call for a batch of nearby sites
             self.machine.uc.ctl_remove_cache(lo, hi)
         else:
