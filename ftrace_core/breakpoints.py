@@ -83,8 +83,7 @@ def x86_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
 
     # Pass 3, finish_update(): commit the record's flags, then the first byte.
     report = "removing breakpoints"
-    for rec, action, _, _ in todo:
-        ftrace.ftrace_update_record(rec, enable)
+    ftrace.ftrace_update_records((rec for rec, _, _, _ in todo), enable)
     landed = yield from _pass(ftrace, [(rec.ip, new[:1]) for rec, _, _, new in todo], "bp_finish")
     for rec, action, _, _ in todo[:landed]:
         ftrace.emit(action.name.lower(), rec)

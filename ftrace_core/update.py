@@ -9,7 +9,7 @@ each protection change (inside the arch layer) and each record that is rewritten
 
 from __future__ import annotations
 
-from typing import Callable, Generator, Iterator
+from typing import Callable, Generator, Iterable, Iterator
 
 from emu.sched import Lock, Point
 
@@ -259,6 +259,18 @@ class Ftrace:
     def ftrace_update_record(self, rec: DynFtrace, enable: bool) -> UpdateAction:
         return self.ftrace_check_record(rec, enable, True)
 
+    def ftrace_update_records(self, recs: Iterable[DynFtrace], enable: bool) -> None:
+        """ftrace_update_record() on each rec.  The new flags are a function of the old ones,
+        so each distinct value is worked out once."""
+        updated: dict[int, int] = {}
+        for rec in recs:
+            old = rec.flags
+            if old in updated:
+                rec.flags = updated[old]
+            else:
+                self.ftrace_update_record(rec, enable)
+                updated[old] = rec.flags
+
     def ftrace_test_record(self, rec: DynFtrace, enable: bool) -> UpdateAction:
         return self.ftrace_check_record(rec, enable, False)
 
@@ -341,12 +353,21 @@ class Ftrace:
         """Every record whose site must change, in record order, as (rec, action, expected
         bytes, new bytes); DISABLED records are skipped (and told to the listeners)."""
         plan = []
+        # The decision depends on the record's flags alone unless a trampoline is involved
+        # (then on which ops holds the ip), so each distinct value is worked out once.
+        decided: dict[int, tuple[UpdateAction, int, int]] = {}
         for rec in self.records:
-            if rec.flags & FTRACE_FL_DISABLED:
+            flags = rec.flags
+            if flags & FTRACE_FL_DISABLED:
                 if report_skipped:
                     self.emit("skip_disabled", rec)
                 continue
-            action, new_addr, cur_addr = self.plan_record(rec, enable)
+            if flags & (FTRACE_FL_TRAMP | FTRACE_FL_TRAMP_EN):
+                action, new_addr, cur_addr = self.plan_record(rec, enable)
+            else:
+                if flags not in decided:
+                    decided[flags] = self.plan_record(rec, enable)
+                action, new_addr, cur_addr = decided[flags]
             if action != UpdateAction.IGNORE:
                 old, new = self.arch.site_bytes(rec.ip, action, new_addr, cur_addr)
                 plan.append((rec, action, old, new))
@@ -355,8 +376,8 @@ class Ftrace:
     def _replace_code_batched(self, enable: bool) -> Iterator[object]:
         plan = self.plan_rewrites(enable)
         done, failed = self.arch.ftrace_modify_code_batch([(rec.ip, old, new) for rec, _, old, new in plan])
+        self.ftrace_update_records((rec for rec, _, _, _ in plan[:done]), enable)
         for rec, action, _, _ in plan[:done]:
-            self.ftrace_update_record(rec, enable)
             self.emit(action.name.lower(), rec)
         if failed:
             rec, action = plan[done][0], plan[done][1]
