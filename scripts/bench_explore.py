@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark schedule exploration of the race scenario, in ratios from one run.
 
-    python scripts/bench_explore.py [--variant legacy] [--json]
+    python scripts/bench_explore.py [--variant legacy] [--limit N] [--json]
 
 Measures plain enumeration bounded at 2 preemptions, exploration of every schedule with the
 sleep-set reduction, and the cost of restoring the booted state for one schedule (a fork of
@@ -39,12 +39,14 @@ def restore_cost_us(variant: str, n: int = 200) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="legacy")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="stop each exploration after N schedules (a quick check of the script)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     race = load_scenario("race")
-    plain = explore_variant(race, args.variant, max_preemptions=2, reduce=False)
-    reduced = explore_variant(race, args.variant, reduce=True)
-    restore = restore_cost_us(args.variant)
+    plain = explore_variant(race, args.variant, max_preemptions=2, reduce=False, limit=args.limit)
+    reduced = explore_variant(race, args.variant, reduce=True, limit=args.limit)
+    restore = restore_cost_us(args.variant, 200 if args.limit is None else 5)
     per_run_ms = 1000 * plain.seconds / max(plain.schedules, 1)
     rows = [
         ("plain, bound 2", plain.schedules, len(plain.failing_schedules), plain.seconds, plain.schedules / plain.seconds),

@@ -1,0 +1,46 @@
+"""The benchmark scripts run and end with their JSON line (their figures are not asserted:
+speed is measured by running them, BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def _last_json(script: str, *args: str) -> dict:
+    done = subprocess.run([sys.executable, str(SCRIPTS / script), *args, "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_bench_trace_reports_both_workloads():
+    figures = _last_json("bench_trace.py", "--scale", "0.001", "--repeats", "1")
+    for key in ("traced_calls_per_s", "slowdown_all", "slowdown_one", "traced_calls_per_s_tiny",
+                "slowdown_all_tiny", "slowdown_one_tiny", "hook_traced_calls_per_s"):
+        assert figures[key] > 0, key
+
+
+def test_bench_boot_reports_the_largest_size():
+    figures = _last_json("bench_boot.py", "--sizes", "50,200")
+    assert figures["sites"] > 200
+    for key in ("boot_us_per_site", "enable_us_per_site", "disable_us_per_site"):
+        assert figures[key] > 0, key
+
+
+def test_bench_explore_reports_its_rates():
+    figures = _last_json("bench_explore.py", "--limit", "4")
+    for key in ("schedules_per_s", "schedules_per_s_reduced", "restore_us"):
+        assert figures[key] > 0, key
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="builds and runs a native binary")
+def test_bench_native_runs_or_says_why_not():
+    figures = _last_json("bench_native.py", "--calls", "20000")
+    assert figures.get("skipped") == "uftrace not installed" or figures["ratio_emu_to_uftrace"] > 0
