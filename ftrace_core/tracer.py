@@ -29,6 +29,12 @@ DEFAULT_BUFFER_KB = 1408  # the kernel's default per-CPU size
 DEFAULT_BUFFER_ENTRIES = DEFAULT_BUFFER_KB * 1024 // ENTRY_BYTES
 
 
+
+def trace_comm(task) -> str:
+    """The task name a trace shows: the kernel's trace_find_cmdline() prints pid 0 (the idle
+    task of every CPU, each named swapper/N) as <idle>."""
+    return "<idle>" if task.pid == 0 else task.comm
+
 @dataclass(frozen=True, slots=True)
 class TraceEntry:
     """One function-tracer event (the kernel's struct ftrace_entry plus its header)."""
@@ -170,7 +176,7 @@ class FunctionTracer:
 
     def breakpoint_hit(self, cpu, ip: int) -> None:
         """Recorded whether or not tracing is on: it is what the machine did, not a traced call."""
-        self.buffer.record(BreakpointHit(cpu.clock_ns, cpu.index, cpu.task.comm, cpu.task.pid, ip))
+        self.buffer.record(BreakpointHit(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, ip))
         for listener in list(self.bp_listeners):
             listener(cpu.index, ip)
 
@@ -207,7 +213,7 @@ class FunctionTracer:
         if not self.tracing_on:
             return
         cpu.advance_clock(TRACE_EVENT_NS)
-        self.buffer.record(TraceEntry(cpu.clock_ns, cpu.index, cpu.task.comm, cpu.task.pid, ip, parent_ip))
+        self.buffer.record(TraceEntry(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, ip, parent_ip))
         if self.audit is not None:
             self.audit.on_traced(cpu.index, ip, parent_ip)
 
@@ -274,7 +280,7 @@ class GraphTracer:
         cpu.advance_clock(TRACE_EVENT_NS)
         self._calltimes[cpu.index].append(cpu.clock_ns)
         if self.tracing_on and self.active:
-            self.buffer.record(GraphEntry(cpu.clock_ns, cpu.index, cpu.task.comm, cpu.task.pid, func, parent,
+            self.buffer.record(GraphEntry(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, func, parent,
                                           index, False))
 
     def _on_return(self, uc, address: int, size: int, data: object) -> None:
@@ -289,7 +295,7 @@ class GraphTracer:
         calltime = calltimes.pop() if calltimes else cpu.clock_ns
         cpu.advance_clock(TRACE_EVENT_NS)
         if self.tracing_on and self.active:
-            self.buffer.record(GraphEntry(cpu.clock_ns, cpu.index, cpu.task.comm, cpu.task.pid, func, ret,
+            self.buffer.record(GraphEntry(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, func, ret,
                                           index, True, calltime))
 
 
@@ -324,7 +330,7 @@ class GuestRecorder:
     def drain(self, buffer: RingBuffer) -> None:
         machine = self.kernel.machine
         for cpu in self.kernel.cpus:
-            self.cmdlines[cpu.task.pid] = cpu.task.comm
+            self.cmdlines[cpu.task.pid] = trace_comm(cpu.task)
         for index in range(len(self.kernel.cpus)):
             written, mask = _HEAD.unpack(machine.read(self.heads + index * _HEAD.size, _HEAD.size))
             new = written - self.drained[index]

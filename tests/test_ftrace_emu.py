@@ -320,3 +320,23 @@ def test_call_audit_sees_a_call_the_tracer_missed(system):
     audit.finish()
     assert sorted({ip for _, ip, _ in audit.missed}) == [leaf]
     assert len(audit.missed) == 4
+
+
+def test_both_recorders_give_the_same_trace():
+    """The in-guest recorder (rings in guest memory, drained on read) and the host hook see
+    the same calls, parents, CPUs, tasks and timestamps; the idle tasks (pid 0) read as
+    <idle>, as the kernel's trace_find_cmdline() prints them."""
+    traces = []
+    for recorder in ("hook", "guest"):
+        s = boot("fixed", recorder=recorder)
+        s.cpus[1].set_task(Task("insmod", 2001))
+        s.tracefs.write("current_tracer", "function")
+        s.call("workload_run", 2, cpu=0)
+        s.insmod(str(guest.module_path("race_mod")), cpu=1)
+        s.tracefs.write("set_ftrace_filter", "vfs_* race_mod_*")
+        s.call("race_mod_work", 3, cpu=1)
+        traces.append(s.tracefs.read("trace"))
+    assert traces[0] == traces[1]
+    lines = [line for line in traces[0].splitlines() if not line.startswith("#")]
+    assert any(line.split()[0] == "<idle>-0" and "[000]" in line for line in lines)
+    assert any(line.split()[0] == "insmod-2001" and "race_mod_compute [race_mod]" in line for line in lines)
