@@ -29,6 +29,13 @@ def test_trace_text_is_the_kernels_format_and_stable(capsys):
     assert out == (GOLDEN / "cli_trace_fs.txt").read_text()
 
 
+def test_the_guest_recorder_prints_the_same_trace(capsys):
+    code, out, err = _run(capsys, "trace", "--recorder", "guest", "--filter", "vfs_*", "--filter", "do_sys_open",
+                          "--workload", "fs")
+    assert code == 0 and err == ""
+    assert out == (GOLDEN / "cli_trace_fs.txt").read_text()
+
+
 def test_trace_json_lines_have_the_documented_fields(capsys):
     code, out, _ = _run(capsys, "trace", "--filter", "get_current_pid", "--run", "workload_getpid", "--format", "json")
     assert code == 0
@@ -169,6 +176,7 @@ def test_build_module_without_gcc_says_so(tmp_path, capsys, monkeypatch):
     (["trace", "--format", "xml"], 2, "--format 'xml'"),
     (["trace", "--tracer", "blk"], 2, "--tracer 'blk'"),
     (["trace", "--workload", "nope"], 2, "--workload 'nope'"),
+    (["trace", "--recorder", "ebpf"], 2, "--recorder 'ebpf'"),
     (["trace", "--run", "workload_getpid x"], 2, "arguments must be integers"),
     (["trace", "--run", "memset 0 0 8"], 1, "BUG: kernel NULL pointer dereference"),
 ])
