@@ -5,8 +5,9 @@
 
 Measures plain enumeration bounded at 2 preemptions, exploration of every schedule with the
 sleep-set reduction, and the cost of restoring the booted state for one schedule (a fork of
-the prepared process, and the child's exit).  With --json the last line holds
-schedules_per_s, schedules_per_s_reduced and restore_us.  Anchor: CHESS ~300 schedules/s;
+the prepared process, and the child's exit); plain enumeration again with --jobs set to the
+number of cores.  With --json the last line holds schedules_per_s (one process),
+schedules_per_s_reduced, schedules_per_s_jobs, jobs and restore_us.  Anchor: CHESS ~300 schedules/s;
 target here 1,000.
 """
 
@@ -45,15 +46,19 @@ def main() -> int:
     args = parser.parse_args()
     race = load_scenario("race")
     plain = explore_variant(race, args.variant, max_preemptions=2, reduce=False, limit=args.limit)
+    jobs = os.cpu_count() or 1
+    parallel = explore_variant(race, args.variant, max_preemptions=2, reduce=False, limit=args.limit, jobs=jobs)
     reduced = explore_variant(race, args.variant, reduce=True, limit=args.limit)
     restore = restore_cost_us(args.variant, 200 if args.limit is None else 5)
     per_run_ms = 1000 * plain.seconds / max(plain.schedules, 1)
     rows = [
         ("plain, bound 2", plain.schedules, len(plain.failing_schedules), plain.seconds, plain.schedules / plain.seconds),
+        (f"plain, --jobs {jobs}", parallel.schedules, len(parallel.failing_schedules), parallel.seconds,
+         parallel.schedules / parallel.seconds),
         ("reduced, unbounded", reduced.schedules, len(reduced.failing_schedules), reduced.seconds,
          reduced.schedules / reduced.seconds),
     ]
-    print(f"race scenario on {args.variant}, coarse granularity, one process")
+    print(f"race scenario on {args.variant}, coarse granularity, one process unless --jobs")
     print(f"{'mode':<20} {'schedules':>9} {'failing':>8} {'seconds':>8} {'per s':>7}")
     for name, n, failing, secs, rate in rows:
         print(f"{name:<20} {n:>9} {failing:>8} {secs:>8.2f} {rate:>7.1f}")
@@ -61,7 +66,8 @@ def main() -> int:
           f"a whole schedule: {per_run_ms:.1f} ms, so restoring is {1000 * restore / 1e6 / per_run_ms * 100:.1f}%")
     print(f"against targets: {rows[0][4] / 1000:.3f}x of 1,000 schedules/s, {rows[0][4] / 300:.3f}x of CHESS's ~300/s")
     if args.json:
-        print(json.dumps({"schedules_per_s": round(rows[0][4], 1), "schedules_per_s_reduced": round(rows[1][4], 1),
+        print(json.dumps({"schedules_per_s": round(rows[0][4], 1), "schedules_per_s_reduced": round(rows[2][4], 1),
+                          "schedules_per_s_jobs": round(rows[1][4], 1), "jobs": jobs,
                           "restore_us": round(restore, 1)}))
     return 0
 
