@@ -11,6 +11,7 @@ from emu.cpu import Task
 from .errors import FtraceError
 from .output import format_chrome, format_json_lines
 from .system import System, boot
+from .tracer import RECORDERS
 
 #: Named workloads: a guest function and its arguments.
 WORKLOADS: dict[str, tuple[str, tuple[int, ...]]] = {
@@ -36,12 +37,6 @@ class Call:
             return cls(words[0], tuple(int(w, 0) for w in words[1:]))
         except ValueError:
             raise FtraceError(f"--run {text!r}: arguments must be integers") from None
-
-
-#: Who records function events: a host hook on each call (exact, what the invariants follow)
-#: or the guest itself into per-CPU rings (the kernel's way, ~50x faster; rings hold a power of
-#: two of events, at most 32,768 a CPU).
-RECORDERS = ("hook", "guest")
 
 
 @dataclass
