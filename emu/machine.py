@@ -256,6 +256,7 @@ class Machine:
         invalid-memory hook to learn the access and address, then put the registers back."""
         uc = self.uc
         ctx = uc.context_save()
+        counting = self._counting  # one replay is no reason to count every later run
         self.last_mem_fault = None
         handle = self.hooks.add(uc_const.UC_HOOK_MEM_INVALID, self._on_invalid_memory)
         try:
@@ -266,6 +267,7 @@ class Machine:
             self.hooks.remove(handle)
             self.hooks.take_pending()
             uc.context_restore(ctx)
+            self._counting = counting
         return self.last_mem_fault
 
     def _on_invalid_memory(self, uc: Uc, access: int, address: int, size: int, value: int, data: object) -> bool:
