@@ -8,6 +8,7 @@ can bypass the text-write path (emu.textpoke).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from enum import IntFlag
 from typing import Callable, Iterator
@@ -40,6 +41,7 @@ class Perm(IntFlag):
 # What a virtual-TLB entry allows (see Machine._on_tlb_fill), as UC_PROT_* bits.
 _DATA_PERMS = uc_const.UC_PROT_READ | uc_const.UC_PROT_WRITE
 _FETCH_PERMS = uc_const.UC_PROT_READ | uc_const.UC_PROT_EXEC
+_W = int(Perm.W)
 # The count given to a run that should not stop on one (see Machine.emu_start).
 _COUNT_FOREVER = 1 << 62
 
@@ -104,6 +106,7 @@ class Machine:
         # Unicorn's region list, read back after each map/unmap/protect (the only places it
         # changes), so host accesses need not ask Unicorn every time.
         self._regions: list[tuple[int, int, Perm]] = []
+        self._starts: list[int] = []  # the regions' first addresses, for bisect
         self.last_mem_fault: MemFault | None = None
         self.last_interrupt: int | None = None
         self.running_cpu = None  # the emu.cpu.Cpu inside emu_start, for hooks to ask
@@ -165,17 +168,21 @@ class Machine:
 
     def _reload_regions(self) -> None:
         self._regions = sorted((begin, end + 1, Perm(perms)) for begin, end, perms in self.uc.mem_regions())
+        self._starts = [begin for begin, _, _ in self._regions]
 
     def perms_at(self, addr: int) -> Perm | None:
-        for begin, end, perms in self._regions:
-            if begin <= addr < end:
-                return perms
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and addr < self._regions[i][1]:
+            return self._regions[i][2]
         return None
 
     def iter_ranges(self, start: int, size: int) -> Iterator[tuple[int, int, Perm]]:
         """(begin, end_exclusive, perms) for each mapped piece overlapping [start, start+size)."""
-        for begin, end, perms in self._regions:
-            lo, hi = max(begin, start), min(end, start + size)
+        stop = start + size
+        for begin, end, perms in self._regions[max(0, bisect.bisect_right(self._starts, start) - 1):]:
+            if begin >= stop:
+                return
+            lo, hi = max(begin, start), min(end, stop)
             if lo < hi:
                 yield lo, hi, perms
 
@@ -214,14 +221,17 @@ class Machine:
         """
         if not data:
             return
-        covered = 0
-        for lo, hi, perms in self.iter_ranges(addr, len(data)):
-            if not perms & Perm.W:
-                raise MemoryAccessError(
-                    f"host write to {lo:#x} refused: {self.name_of(lo) or 'memory'} is {perms}")
-            covered += hi - lo
-        if covered != len(data):
-            raise MemoryAccessError(f"cannot write {len(data)} bytes at {addr:#x}: not mapped")
+        i = bisect.bisect_right(self._starts, addr) - 1
+        inside = i >= 0 and addr + len(data) <= self._regions[i][1]
+        if not (inside and int(self._regions[i][2]) & _W):  # else: the common case, all writable
+            covered = 0
+            for lo, hi, perms in self.iter_ranges(addr, len(data)):
+                if not perms & Perm.W:
+                    raise MemoryAccessError(
+                        f"host write to {lo:#x} refused: {self.name_of(lo) or 'memory'} is {perms}")
+                covered += hi - lo
+            if covered != len(data):
+                raise MemoryAccessError(f"cannot write {len(data)} bytes at {addr:#x}: not mapped")
         self.uc.mem_write(addr, bytes(data))
         if self.tracker is not None:
             self.tracker.touch_pages("mem", addr, addr + len(data))
