@@ -170,8 +170,13 @@ class Machine:
         self._regions = sorted((begin, end + 1, Perm(perms)) for begin, end, perms in self.uc.mem_regions())
         self._starts = [begin for begin, _, _ in self._regions]
 
+    def _region_index(self, addr: int) -> int:
+        """Index of the last region starting at or below addr (-1 if none); it holds addr
+        when addr is below its end."""
+        return bisect.bisect_right(self._starts, addr) - 1
+
     def perms_at(self, addr: int) -> Perm | None:
-        i = bisect.bisect_right(self._starts, addr) - 1
+        i = self._region_index(addr)
         if i >= 0 and addr < self._regions[i][1]:
             return self._regions[i][2]
         return None
@@ -179,7 +184,7 @@ class Machine:
     def iter_ranges(self, start: int, size: int) -> Iterator[tuple[int, int, Perm]]:
         """(begin, end_exclusive, perms) for each mapped piece overlapping [start, start+size)."""
         stop = start + size
-        for begin, end, perms in self._regions[max(0, bisect.bisect_right(self._starts, start) - 1):]:
+        for begin, end, perms in self._regions[max(0, self._region_index(start)):]:
             if begin >= stop:
                 return
             lo, hi = max(begin, start), min(end, stop)
@@ -221,7 +226,7 @@ class Machine:
         """
         if not data:
             return
-        i = bisect.bisect_right(self._starts, addr) - 1
+        i = self._region_index(addr)
         inside = i >= 0 and addr + len(data) <= self._regions[i][1]
         if not (inside and int(self._regions[i][2]) & _W):  # else: the common case, all writable
             covered = 0
