@@ -84,6 +84,7 @@ class Cpu:
                  percpu: int, trap: int, symbolizer: Symbolizer):
         self.machine = machine
         self.index = index
+        self.uname = "4.8.0-ftrace-emu"  # the kernel version oopses print (Kernel sets it)
         self.stack_base = stack_base
         self.stack_top = stack_base + stack_size
         self.percpu = percpu
@@ -233,7 +234,7 @@ class Cpu:
         rsp = self.machine.uc.reg_read(UC_X86_REG_RSP)
         report = "\n".join([
             f"watchdog: BUG: soft lockup - CPU#{self.index} {why}! [{self.task.comm}:{self.task.pid}]",
-            f"CPU: {self.index} PID: {self.task.pid} Comm: {self.task.comm} Not tainted 4.8.0-ftrace-emu #1",
+            f"CPU: {self.index} PID: {self.task.pid} Comm: {self.task.comm} Not tainted {self.uname} #1",
             f"RIP: 0010:{self.symbolizer.format(rip)}",
             "Call Trace:", *(f" {f}" for f in self._backtrace(rsp))])
         return GuestFault(report, cpu=self.index, rip=rip, address=None, kind="soft lockup")
@@ -255,7 +256,7 @@ class Cpu:
             cpu=self.index, comm=self.task.comm, pid=self.task.pid,
             rip_sym=self.symbolizer.format(rip), rsp=rsp, kind=kind, address=address,
             protection=protection, trap=trap, backtrace=self._backtrace(rsp), regs=regs,
-            stack=(self.stack_base, self.stack_top) if guard else None)
+            stack=(self.stack_base, self.stack_top) if guard else None, uname=self.uname)
         return GuestFault(report, cpu=self.index, rip=rip, address=address, kind=kind, regs=regs)
 
     def _backtrace(self, rsp: int, limit: int = 32) -> list[str]:

@@ -43,9 +43,11 @@ class Kernel:
     """A booted guest kernel."""
 
     def __init__(self, image_path: str | Path = guest.VMLINUX, nr_cpus: int = NR_CPUS,
-                 late_init: Sequence[Callable[["Kernel"], None]] = ()):
-        """Boot: map the image writable (as early boot has it), run start_kernel, then each
-        late_init callable (where ftrace_init runs), then mark_rodata_ro()."""
+                 late_init: Sequence[Callable[["Kernel"], None]] = (), uname: str | None = None,
+                 banner: str | None = None, cmdline: str = "console=ttyS0"):
+        """Boot: map the image writable (as early boot has it), write the banner (the line
+        start_kernel prints first) and the command line into the image, run start_kernel,
+        then each late_init callable (where ftrace_init runs), then mark_rodata_ro()."""
         self.image_path = str(image_path)
         self.image: KernelImageFile = read_kernel_image(image_path)
         self.machine = Machine()
@@ -63,12 +65,30 @@ class Kernel:
                               {c.index: (c.percpu + PERCPU_STAGING, PERCPU_SIZE - PERCPU_STAGING) for c in self.cpus})
         self.modules = ModuleLoader(self.machine, self.kallsyms, self.exports, log=self.printk)
         self.cpus[0].set_task(Task("swapper/0", 0))
+        self.cmdline = cmdline
+        for cpu in self.cpus:
+            cpu.uname = uname or cpu.uname
+        if banner is not None:
+            self._set_string("linux_banner", banner + "\n")
+        self._set_string("boot_command_line", cmdline)
         self.call("start_kernel")
         for init in late_init:
             init(self)
         self.mark_rodata_ro()
 
     # -- boot steps -------------------------------------------------------------------------
+    def _set_string(self, symbol: str, text: str) -> None:
+        """Fill a char[] of the image with a NUL-terminated string, refusing one too long."""
+        try:
+            sym = self.kallsyms.get(symbol, None)
+        except SymbolError:
+            sym = None
+        data = text.encode() + b"\0"
+        if sym is None or len(data) > sym.size:
+            raise ElfError(f"{self.image_path}: no room for {text.strip()!r} in {symbol}"
+                           + ("" if sym is None else f" ({sym.size} bytes)"))
+        self.machine.write(sym.addr, data)
+
     def _map_image(self) -> None:
         names = {Perm.RX: ".text", Perm.R: ".rodata", Perm.RW: ".data/.bss", Perm.RWX: ".rwx"}
         for seg in self.image.segments:

@@ -38,6 +38,7 @@ def format_oops(
     backtrace: Sequence[str],
     regs: dict[str, int],
     stack: tuple[int, int] | None = None,
+    uname: str = "4.8.0-ftrace-emu",
 ) -> str:
     """Render the report: what happened, the CPU and task, RIP symbolised, registers, trace.
     `stack` is the task's stack when the fault hit its guard page."""
@@ -59,7 +60,7 @@ def format_oops(
         lines.append(f"Oops: {code:04x} [#1] SMP")
     else:
         lines.append(f"{_TRAP_NAMES.get(trap, f'trap {trap}')}: 0000 [#1] SMP")
-    lines.append(f"CPU: {cpu} PID: {pid} Comm: {comm} Not tainted 4.8.0-ftrace-emu #1")
+    lines.append(f"CPU: {cpu} PID: {pid} Comm: {comm} Not tainted {uname} #1")
     lines.append(f"RIP: 0010:{rip_sym}")
     lines.append(f"RSP: 0018:{rsp:016x} EFLAGS: {regs.get('rflags', 0):08x}")
     names = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"]

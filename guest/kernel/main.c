@@ -117,14 +117,18 @@ notrace unsigned long ftrace_return_to_handler(void)
 	return ftrace_ret_stack[cpu][index].ret;
 }
 
-static const char linux_banner[] =
-	"Linux version 4.8.0-ftrace-emu (gcc -pg -mfentry -mrecord-mcount) #1 SMP\n";
+/*
+ * The machine writes both before start_kernel() runs: the banner names the kernel tree the
+ * booted variant models, the command line is what the user booted with.
+ */
+char linux_banner[256] = "Linux version 4.8.0-ftrace-emu (gcc -pg -mfentry -mrecord-mcount) #1 SMP\n";
+char boot_command_line[256] = "console=ttyS0";
 
 int start_kernel(void)
 {
 	kmem_cache_init();
 	printk(KERN_INFO "%s", linux_banner);
-	printk(KERN_INFO "Command line: console=ttyS0 ftrace=function\n");
+	printk(KERN_INFO "Command line: %s\n", boot_command_line);
 	sched_init();
 	vfs_caches_init();
 	printk(KERN_INFO "Memory: %luK heap available\n", 512UL);
