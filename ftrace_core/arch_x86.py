@@ -1,15 +1,18 @@
-"""Port of arch/x86/kernel/ftrace.c: call-site encodings and how a site is rewritten.
+"""Port of arch/x86/kernel/ftrace.c (identical for these paths from v4.5 to v4.8.17, and in
+the seed's tree): call-site encodings and how a site is rewritten.
 
-Every rewrite goes through ftrace_modify_code_direct(): read the 5 bytes back, compare them
-with what the core believes is there (-EINVAL if not), write the new ones through the text
-port (-EPERM if the store faults).  Boot and module-load conversions are direct in the kernel
-too; runtime updates here are direct as well (the int3 protocol of 4.8 is not ported yet).
+ftrace_modify_code_direct() reads the 5 bytes back, compares them with what the core believes
+is there (-EINVAL if not) and writes the new ones through the text port (-EPERM if the store
+faults).  x86 uses it only where nothing else runs the code: boot, module load
+(ftrace_make_nop from MCOUNT_ADDR) and ftrace_make_call (module enable).  Live sites are
+rewritten with breakpoints (ftrace_core.breakpoints); ftrace_make_nop() for any other address
+and ftrace_modify_call() "should never be called" on x86: they WARN and return -EINVAL.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .flags import EFAULT, EINVAL, EPERM, UpdateAction
 from .text import TextFault, TextPort
@@ -53,9 +56,14 @@ class Addresses:
 
 
 class ArchX86:
-    def __init__(self, text: TextPort, addrs: Addresses):
+    def __init__(self, text: TextPort, addrs: Addresses, warn: Callable[[str], None] = lambda where: None,
+                 bug: Callable[[str, str], None] | None = None):
         self.text = text
         self.addrs = addrs
+        self.warn = warn  # WARN(): where x86 warns about a call that should never happen
+        self.bug = bug  # BUG(): a breakpoint that cannot be taken out again
+        #: The trampoline site being rewritten now: ftrace_int3_handler() accepts an int3 there.
+        self.ftrace_update_func = 0
         self.ftrace_expected: bytes | None = None  # what the last verify expected (ftrace_bug shows it)
         self.breakpoints = False  # rewrite ftrace_call and ftrace_graph_call with int3 first
 
@@ -129,53 +137,95 @@ class ArchX86:
         return ftrace_call_replace(ip, cur_addr), ftrace_call_replace(ip, new_addr)
 
     def ftrace_make_nop(self, ip: int, addr: int) -> int:
-        """A call to addr at ip becomes the nop."""
-        return self.ftrace_modify_code_direct(ip, *self.site_bytes(ip, UpdateAction.MAKE_NOP, 0, addr))
+        """ftrace_make_nop(): only the boot/module-load conversion from MCOUNT_ADDR is direct;
+        "Normal cases use add_brk_on_nop": anything else WARNs and fails."""
+        if addr == self.addrs.mcount:
+            return self.ftrace_modify_code_direct(ip, *self.site_bytes(ip, UpdateAction.MAKE_NOP, 0, addr))
+        self.ftrace_expected = None
+        self.warn("ftrace_make_nop")  # WARN_ONCE(1, "invalid use of ftrace_make_nop")
+        return -EINVAL
 
     def ftrace_make_call(self, ip: int, addr: int) -> int:
-        """The nop at ip becomes a call to addr."""
+        """ftrace_make_call(): the nop at ip becomes a call to addr ("Should only be called
+        when module is loaded"), directly."""
         return self.ftrace_modify_code_direct(ip, *self.site_bytes(ip, UpdateAction.MAKE_CALL, addr, 0))
 
     def ftrace_modify_call(self, ip: int, old_addr: int, addr: int) -> int:
+        """ftrace_modify_call(): "Should never be called" on x86: WARN_ON(1), -EINVAL."""
+        self.warn("ftrace_modify_call")
+        self.ftrace_expected = None
+        return -EINVAL
+
+    # The generic arch's versions (no breakpoints: every rewrite is direct), used only by the
+    # "direct" patching mode, the kernel's generic ftrace_replace_code on such an arch.
+    def generic_make_nop(self, ip: int, addr: int) -> int:
+        return self.ftrace_modify_code_direct(ip, *self.site_bytes(ip, UpdateAction.MAKE_NOP, 0, addr))
+
+    def generic_modify_call(self, ip: int, old_addr: int, addr: int) -> int:
         return self.ftrace_modify_code_direct(ip, *self.site_bytes(ip, UpdateAction.MODIFY_CALL, addr, old_addr))
 
     def ftrace_update_ftrace_func(self, func: int) -> int:
-        """Point the trampoline's ftrace_call site at func (whatever it calls now)."""
+        """ftrace_update_ftrace_func(): point the trampoline's ftrace_call site at func (there
+        is no separate ftrace_regs_call on this machine)."""
         ip = self.addrs.ftrace_call
+        return self.update_ftrace_func(ip, ftrace_call_replace(ip, func))
+
+    def update_ftrace_func(self, ip: int, new: bytes) -> int:
+        """update_ftrace_func(): whatever the site holds now becomes new, with breakpoints;
+        ftrace_update_func names the site for ftrace_int3_handler()."""
         try:
             old = self.text.read(ip, MCOUNT_INSN_SIZE)
         except TextFault:
             return -EFAULT
-        new = ftrace_call_replace(ip, func)
-        if old == new:
-            return 0
+        self.ftrace_update_func = ip
         return self.ftrace_modify_code(ip, old, new)
 
     def ftrace_modify_code(self, ip: int, old: bytes, new: bytes) -> int:
-        """A live site outside the records (ftrace_call, ftrace_graph_call): with breakpoints,
-        as 4.8's update_ftrace_func does (int3, the other bytes, the first byte; run_sync
-        between), else directly."""
+        """ftrace_modify_code(): add_break(), the four bytes after it, then the first byte
+        (run_sync between); a site left with an int3 it cannot lose is a BUG()."""
         if not self.breakpoints:
             return self.ftrace_modify_code_direct(ip, old, new)
-        self.ftrace_expected = old
+        ret = self._add_break(ip, old)
+        if ret:
+            return ret
         try:
-            if self.text.read(ip, MCOUNT_INSN_SIZE) != old:
-                return -EINVAL
-            self.text.write(ip, b"\xcc")
             self.text.write(ip + 1, new[1:])
+        except TextFault:
+            # fail_update: "Also here the system could not work with the breakpoint"
+            try:
+                self.text.write(ip, old[:1])
+            except TextFault:
+                self._bug("ftrace_modify_code", ip)
+            return -EPERM
+        try:
             self.text.write(ip, new[:1])
+        except TextFault:
+            self._bug("ftrace_modify_code", ip)  # BUG_ON(ret)
+            return -EPERM
+        return 0
+
+    def _add_break(self, ip: int, old: bytes) -> int:
+        """add_break(): -EFAULT if unreadable, -EINVAL if not old, else the int3's write."""
+        try:
+            replaced = self.text.read(ip, MCOUNT_INSN_SIZE)
+        except TextFault:
+            return -EFAULT
+        self.ftrace_expected = old
+        if replaced != old:
+            return -EINVAL
+        try:
+            self.text.write(ip, b"\xcc")
         except TextFault:
             return -EPERM
         return 0
 
+    def _bug(self, where: str, ip: int) -> None:
+        if self.bug is not None:
+            self.bug(f"arch/x86/kernel/ftrace.c:{where}", f"the int3 at {ip:#x} cannot be taken out")
+
     def ftrace_mod_jmp(self, ip: int, func: int) -> int:
-        """Point the 5-byte jmp at ip at func."""
-        try:
-            old = self.text.read(ip, MCOUNT_INSN_SIZE)
-        except TextFault:
-            return -EFAULT
-        new = ftrace_jmp_replace(ip, func)
-        return 0 if old == new else self.ftrace_modify_code(ip, old, new)
+        """ftrace_mod_jmp(): point the 5-byte jmp at ip at func."""
+        return self.update_ftrace_func(ip, ftrace_jmp_replace(ip, func))
 
     def ftrace_enable_ftrace_graph_caller(self) -> int:
         return self.ftrace_mod_jmp(self.addrs.ftrace_graph_call, self.addrs.ftrace_graph_caller)

@@ -1,4 +1,4 @@
-"""Port of 4.8's x86 runtime patching: rewriting live call sites with breakpoints.
+"""Port of x86 runtime patching (arch/x86/kernel/ftrace.c, v4.5-v4.8.17): rewriting live call sites with breakpoints.
 
 Another CPU may be executing a call site while it is rewritten, so x86 never lets it fetch a
 half-written instruction: pass 1 puts an int3 on the first byte of every site to change,
@@ -13,7 +13,7 @@ per site with the other CPU free to run between them.  It is kept only to show w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from emu.sched import Point
 
@@ -41,12 +41,13 @@ def _write(ftrace: "Ftrace", writes: list[tuple[int, bytes]]) -> int:
 
 
 def x86_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
-    """ftrace_replace_code() (arch/x86, 4.8): the three passes, each ended by run_sync."""
+    """ftrace_replace_code() (arch/x86, v4.5-v4.8.17): the three passes, each ended by
+    run_sync.  Each pass walks every record (for_ftrace_rec_iter); records that need no change
+    return 0 and are counted too, which is the count "Failed on %s (%d)" prints."""
     arch = ftrace.arch
     todo = ftrace.plan_rewrites(enable)
 
     # Pass 1, add_breakpoints(): check each site holds what the record says, then int3.
-    report = "adding breakpoints"
     if ftrace.record_points:
         count, failed = 0, 0
         for rec, action, old, new in todo:
@@ -69,48 +70,59 @@ def x86_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
         if landed < count:
             count, failed = landed, -EPERM
     if failed:
-        yield from _fail(ftrace, todo, count, failed, report, enable)
+        ftrace.ftrace_test_record(todo[count][0], enable)  # add_breakpoints()'s bug type
+        yield from _fail(ftrace, todo, count, failed, "adding breakpoints")
         return
     yield from run_sync()
 
     # Pass 2, add_update(): every byte but the first.
-    report = "updating code"
     landed = yield from _pass(ftrace, [(rec.ip + 1, new[1:]) for rec, _, _, new in todo], "bp_update")
     if landed < len(todo):
-        yield from _fail(ftrace, todo, landed, -EPERM, report, enable)
+        ftrace.ftrace_test_record(todo[landed][0], enable)  # add_update()'s bug type
+        yield from _fail(ftrace, todo, landed, -EPERM, "updating code")
         return
     yield from run_sync()
 
-    # Pass 3, finish_update(): commit the record's flags, then the first byte.
-    report = "removing breakpoints"
-    ftrace.ftrace_update_records((rec for rec, _, _, _ in todo), enable)
-    landed = yield from _pass(ftrace, [(rec.ip, new[:1]) for rec, _, _, new in todo], "bp_finish")
+    # Pass 3, finish_update(): for each record in turn, commit its flags, then write its
+    # first byte: a fault leaves the records after it as they were.
+    def commit(i: int) -> None:
+        ftrace.ftrace_update_record(todo[i][0], enable)
+
+    if ftrace.record_points:
+        landed = yield from _pass(ftrace, [(rec.ip, new[:1]) for rec, _, _, new in todo], "bp_finish", commit)
+    else:
+        landed = _write(ftrace, [(rec.ip, new[:1]) for rec, _, _, new in todo])
+        ftrace.ftrace_update_records((rec for rec, _, _, _ in todo[:landed]), enable)
+        if landed < len(todo):
+            commit(landed)  # the failing record's flags were committed before its write
     for rec, action, _, _ in todo[:landed]:
         ftrace.emit(action.name.lower(), rec)
     if landed < len(todo):
-        yield from _fail(ftrace, todo, landed, -EPERM, report, enable)
+        yield from _fail(ftrace, todo, landed, -EPERM, "removing breakpoints")
         return
     yield from run_sync()
 
 
-def _pass(ftrace: "Ftrace", writes: list[tuple[int, bytes]], label: str) -> Iterator[object]:
+def _pass(ftrace: "Ftrace", writes: list[tuple[int, bytes]], label: str,
+          before: Callable[[int], None] = lambda i: None) -> Iterator[object]:
     """One pass of writes: a point after each site with record_points, else one batch."""
     if not ftrace.record_points:
         return _write(ftrace, writes)
     for i, write in enumerate(writes):
+        before(i)
         if _write(ftrace, [write]) != 1:
             return i
         yield Point(label, f"{write[0]:#x}")
     return len(writes)
 
 
-def _fail(ftrace: "Ftrace", todo: list, count: int, failed: int, report: str, enable: bool) -> Iterator[object]:
-    """The error path: say which pass failed after how many records, ftrace_bug(), and take
-    the breakpoints out of every record."""
-    rec = todo[count][0] if count < len(todo) else None
+def _fail(ftrace: "Ftrace", todo: list, index: int, failed: int, report: str) -> Iterator[object]:
+    """The error path: pr_warn("Failed on %s (%d):\n") with the number of records the pass
+    walked before the failing one, ftrace_bug() (with the bug type the pass left), and the
+    breakpoints out of every record, or BUG()."""
+    rec = todo[index][0] if index < len(todo) else None
+    count = ftrace.records.position(rec) if rec is not None else len(ftrace.records)
     ftrace.env.printk(f"Failed on {report} ({count}):\n")
-    if rec is not None:
-        ftrace.ftrace_test_record(rec, enable)  # the bug type of the record that failed
     ftrace.bug_preamble = f"Failed on {report} ({count}):\n"
     if rec is not None:
         ftrace.emit("fault", rec, str(failed))
@@ -118,31 +130,32 @@ def _fail(ftrace: "Ftrace", todo: list, count: int, failed: int, report: str, en
     for entry in todo:
         ret = remove_breakpoint(ftrace, entry[0])
         if ret:
-            # 4.8: `if (remove_breakpoint(rec)) BUG();` -- an int3 stays in the text for good
+            # `if (remove_breakpoint(rec)) BUG();` -- an int3 stays in the text for good
             ftrace.env.bug("arch/x86/kernel/ftrace.c:ftrace_replace_code",
                            f"could not remove the int3 at {ftrace.env.format_ip(entry[0].ip)} ({ret})")
     yield from run_sync()
 
 
 def remove_breakpoint(ftrace: "Ftrace", rec: "DynFtrace") -> int:
-    """remove_breakpoint(): put back the first byte of a site still holding an int3, as a nop
-    or as a call to the trampoline it was or was about to be."""
+    """remove_breakpoint(): put back the first byte of a site still holding an int3: the nop's
+    if the other four bytes are the nop's, else the call's, if they are a call to where the
+    record is going (ftrace_get_addr_new) or, failing that, where it was (addr_curr)."""
     text = ftrace.arch.text
     try:
         ins = text.read(rec.ip, MCOUNT_INSN_SIZE)
     except TextFault:
-        return -EFAULT
+        return -EFAULT  # "If we fail the read, just give up"
     if ins[:1] != INT3:
         return 0
-    if ins[1:] == NOP5[1:]:
-        first = NOP5[:1]
-    else:
-        candidates = {ftrace_call_replace(rec.ip, ftrace.ftrace_get_addr_curr(rec)),
-                      ftrace_call_replace(rec.ip, ftrace.ftrace_get_addr_new(rec))}
-        if not any(ins[1:] == c[1:] for c in candidates):
-            return -EINVAL
-        first = b"\xe8"
-    return 0 if _write(ftrace, [(rec.ip, first)]) == 1 else -EPERM
+    nop = NOP5
+    if ins[1:] != nop[1:]:
+        nop = ftrace_call_replace(rec.ip, ftrace.ftrace_get_addr_new(rec))
+        if ins[1:] != nop[1:]:
+            nop = ftrace_call_replace(rec.ip, ftrace.ftrace_get_addr_curr(rec))
+            ftrace.arch.ftrace_expected = nop
+            if ins[1:] != nop[1:]:
+                return -EINVAL
+    return 0 if _write(ftrace, [(rec.ip, nop[:1])]) == 1 else -EPERM
 
 
 def naive_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
@@ -161,13 +174,13 @@ def naive_replace_code(ftrace: "Ftrace", enable: bool) -> Iterator[object]:
 
 
 def ftrace_int3_handler(ftrace: "Ftrace", ip_after: int) -> int | None:
-    """ftrace_int3_handler(): while ftrace is modifying code, an int3 at a call site (or at
-    ftrace_call / ftrace_graph_call) is skipped as if the site were a nop: the address to
-    resume at.  None for any other int3 (a real breakpoint: an oops here)."""
+    """do_int3() while modifying_ftrace_code, then ftrace_int3_handler(): an int3 at a call
+    site (ftrace_location(), DISABLED records included) or at the trampoline site being
+    rewritten (ftrace_update_func) is skipped as if it were a nop: the address to resume at.
+    None for any other int3 (a real breakpoint: an oops here)."""
     if not ftrace.modifying_ftrace_code:
         return None
     ip = ip_after - 1
-    addrs = ftrace.arch.addrs
-    if ftrace.records.lookup(ip) is None and ip not in (addrs.ftrace_call, addrs.ftrace_graph_call):
+    if ftrace.records.lookup(ip) is None and ip != ftrace.arch.ftrace_update_func:
         return None
     return ip + MCOUNT_INSN_SIZE

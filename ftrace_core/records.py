@@ -76,6 +76,16 @@ class RecordTable:
     def __len__(self) -> int:
         return sum(pg.index for pg in self.pages)
 
+    def position(self, rec: DynFtrace) -> int:
+        """How many records the walk meets before rec."""
+        n = 0
+        for pg in self.pages:
+            for r in pg.records:
+                if r is rec:
+                    return n
+                n += 1
+        raise ValueError(f"{rec!r} is not in the table")
+
     def lookup(self, ip: int) -> DynFtrace | None:
         """ftrace_location()-style lookup of a record by its exact ip."""
         for pg in self.pages:
