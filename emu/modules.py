@@ -7,9 +7,11 @@ symbols are resolved against the kernel's exports (__ksymtab) only, relocations 
 LIVE (GOING on failure or unload) and `complete_formation` makes text R-X.
 
 Other subsystems hook in where the kernel calls them directly: "formed" is
-ftrace_module_init's place (text still writable, module UNFORMED), "coming" is
-prepare_coming_module's (after text is read-only), "going" is ftrace_release_mod's.  Each hook
-is a generator function taking the Module, so it may yield like any kernel path.
+ftrace_module_init's place (text still writable, module UNFORMED), "formation_complete" the end
+of complete_formation() (text read-only, COMING: where v4.5 calls ftrace_module_enable),
+"coming" is prepare_coming_module's (where v4.7 and later call it), "going" is
+ftrace_release_mod's.  Each hook is a generator function taking the Module, so it may yield
+like any kernel path.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class Module:
 @dataclass
 class ModuleHooks:
     formed: list[Hook] = field(default_factory=list)
+    formation_complete: list[Hook] = field(default_factory=list)
     coming: list[Hook] = field(default_factory=list)
     going: list[Hook] = field(default_factory=list)
 
@@ -111,6 +114,9 @@ class ModuleLoader:
         self.modules: list[Module] = []  # the kernel's `modules` list, load order
         self.tracker = None  # an emu.footprint.Tracker: module list and state changes
         self._parsed: dict[bytes, ObjectFile] = {}  # parse results by file content
+
+    #: Whether the modelled kernel/module.c has prepare_coming_module() (v4.6 and later).
+    has_prepare_coming_module = True
 
     def _touch(self, write: bool = True) -> None:
         if self.tracker is not None:
@@ -320,6 +326,8 @@ class ModuleLoader:
         finally:
             self.module_mutex.release()
         yield Point("complete_formation", f"{mod.name}: COMING, text read-only")
+        for hook in list(self.hooks.formation_complete):
+            yield from hook(mod)
 
     def set_all_modules_text_rw(self) -> Iterator[object]:
         """[4.8] set_all_modules_text_rw(): under module_mutex, every module's text becomes
@@ -343,6 +351,10 @@ class ModuleLoader:
             self.module_mutex.release()
 
     def _prepare_coming(self, mod: Module) -> Iterator[object]:
+        """prepare_coming_module() (v4.6 on, 7e545d6eca20); before it, what followed
+        complete_formation() went straight on to parse_args and do_init_module."""
+        if not self.has_prepare_coming_module:
+            return
         yield Point("prepare_coming_module", mod.name)
         for hook in list(self.hooks.coming):
             yield from hook(mod)
@@ -383,11 +395,13 @@ class ModuleLoader:
         self._touch()
 
     # -- unload -----------------------------------------------------------------------------
-    def rmmod(self, cpu: Cpu, name: str) -> None:
-        run_to_completion(self.delete_module(cpu, name))
+    def rmmod(self, cpu: Cpu, name: str, force: bool = False) -> None:
+        run_to_completion(self.delete_module(cpu, name, force=force))
 
-    def delete_module(self, cpu: Cpu, name: str, quantum: int | None = None) -> Generator[object, None, None]:
-        """delete_module(): exit, GOING, the going hooks, free."""
+    def delete_module(self, cpu: Cpu, name: str, quantum: int | None = None, force: bool = False
+                      ) -> Generator[object, None, None]:
+        """delete_module(): GOING, exit, the going hooks, free.  force is `rmmod -f`
+        (O_TRUNC with CONFIG_MODULE_FORCE_UNLOAD): a module without an exit function goes too."""
         yield from self.module_mutex.acquire()
         try:
             mod = self.find(name)
@@ -395,6 +409,13 @@ class ModuleLoader:
                 raise ModuleLoadError(f"{name}: module not loaded", ENOENT)
             if mod.state != ModuleState.LIVE:
                 raise ModuleLoadError(f"{name}: module is {mod.state.name}, not LIVE", EBUSY)
+            # "If it has an init func, it must have an exit func to unload" (v4.4-v4.8).
+            if mod.init is not None and mod.exit is None and not force:
+                raise ModuleLoadError(f"{name}: module has an init function but no exit function: "
+                                      "it cannot be unloaded", EBUSY)
+            # try_stop_module() marks it GOING before exit() runs (v4.4-v4.8 delete_module).
+            mod.state = ModuleState.GOING
+            self._touch()
         finally:
             self.module_mutex.release()
         if mod.exit is not None:

@@ -12,6 +12,6 @@ from __future__ import annotations
 
 from .errors import FtraceDead, FtraceError, TracefsError
 from .system import System, boot
-from .update import VARIANTS
+from .kernels import VARIANTS
 
 __all__ = ["FtraceDead", "FtraceError", "System", "TracefsError", "VARIANTS", "boot"]

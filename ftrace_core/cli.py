@@ -20,7 +20,7 @@ from emu import errors as emu_errors
 from emu.schedule import ScheduleError
 from ftrace_core.errors import FtraceDead, FtraceError
 from ftrace_core.system import boot as boot_system
-from ftrace_core.update import VARIANTS
+from ftrace_core.kernels import VARIANTS
 
 app = typer.Typer(
     help="An emulator-backed live function tracer: Linux's ftrace patching real gcc-built x86-64 code.",
@@ -29,7 +29,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _state = {"traceback": False}
-VARIANT_HELP = "Kernel variant: legacy (before the seed commit), seed (the commit), fixed (with the follow-up)."
+VARIANT_HELP = ("Kernel variant, each a real kernel tree: " + ", ".join(VARIANTS)
+                + " (ftrace-emu variants lists them).")
 
 # Errors caused by what the user gave us (exit 2) versus the system failing (exit 1).
 _BAD_INPUT = (emu_errors.ElfError, emu_errors.ModuleLoadError, emu_errors.SymbolError, emu_errors.ToolchainError,
@@ -46,12 +47,14 @@ def _options(
 @app.command()
 def boot(
     image: Optional[Path] = typer.Option(None, "--image", help="Kernel image to boot (default: the shipped one)."),
+    variant: str = typer.Option("fixed", "--variant", "-v", help=VARIANT_HELP),
 ) -> None:
-    """Boot the kernel image: dmesg, the memory map with protections, ftrace's call sites.
+    """Boot the kernel image: dmesg (the banner names the variant's tree), the memory map with
+    protections, ftrace's call sites.
 
-    Example: ftrace-emu boot
+    Example: ftrace-emu boot --variant seed
     """
-    system = boot_system("fixed", image or guest.VMLINUX)
+    system = boot_system(_variants(variant)[0], image or guest.VMLINUX)
     kernel = system.kernel
     console = Console(highlight=False, soft_wrap=True)
     console.print(kernel.dmesg(), end="", markup=False)
@@ -62,6 +65,80 @@ def boot(
         table.add_row(f"{entry.start:016x}", f"{entry.end:016x}", str(entry.perms), entry.name)
     console.print(table)
     console.print(f"ftrace: {len(system.ftrace.records)} call sites, all nops", markup=False)
+
+
+@app.command()
+def variants(
+    as_json: bool = typer.Option(False, "--json", help="One JSON object: the variants in history's order."),
+) -> None:
+    """The kernels ftrace-emu models: each variant's tree, commit and subject, and what it
+    changed from the one before, with the kernel file and function each change lives in.
+
+    Example: ftrace-emu variants
+    """
+    from .kernels import KERNELS
+
+    if as_json:
+        print(json.dumps([{"variant": t.name, "commit": t.commit, "subject": t.subject, "release": t.release,
+                           "uname": t.uname, "summary": t.summary,
+                           "changes": [{"commit": c.commit, "file": c.file, "function": c.function,
+                                        "change": c.summary} for c in t.changes]}
+                          for t in KERNELS.values()], indent=2))
+        return
+    for tree in KERNELS.values():
+        print(f"{tree.name}: {tree.commit} {tree.subject}")
+        print(f"  first released in {tree.release}; boots as {tree.uname}")
+        print(f"  {tree.summary}")
+        for change in tree.changes:
+            print(f"  - {change.file} {change.function}() [{change.commit}]: {change.summary}")
+        print()
+
+
+@app.command()
+def history(
+    max_preemptions: Optional[int] = typer.Option(None, "--max-preemptions", "-k",
+                                                  help="Preemption bound (default: none, every schedule)."),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Processes: variants explored in parallel."),
+    as_json: bool = typer.Option(False, "--json", help="One object: a verdict per bug."),
+) -> None:
+    """Every bug of this history on every variant: explore each bug's scenario over every
+    schedule, replay each failing schedule on the other variants, and check the verdicts
+    against the trees (a variant fails iff it has the change that brought the bug and not
+    the one that fixed it).  Exits 1 if any verdict disagrees.
+
+    Example: ftrace-emu history --jobs 2
+    """
+    from .history import explore_history
+
+    if jobs < 1:
+        raise FtraceError(f"--jobs must be at least 1, got {jobs}")
+    if max_preemptions is not None and max_preemptions < 0:
+        raise FtraceError(f"--max-preemptions must be 0 or more, got {max_preemptions}")
+    verdicts = explore_history(max_preemptions, jobs)
+    if as_json:
+        print(json.dumps({"bugs": [v.to_json() for v in verdicts]}, indent=2))
+    else:
+        out = Console(highlight=False, soft_wrap=True)
+        table = Table(title="failing schedules / schedules explored"
+                      + (f" (within {max_preemptions} preemptions)" if max_preemptions is not None else ""))
+        table.add_column("bug")
+        for v in VARIANTS:
+            table.add_column(v)
+        table.add_column("fixed in")
+        for verdict in verdicts:
+            cells = [f"{len(verdict.failing(v))} / {r.schedules}" for v, r in verdict.reports.items()]
+            table.add_row(verdict.bug.name, *cells, verdict.bug.fixing_tree().name)
+        out.print(table)
+        for verdict in verdicts:
+            for v in verdict.reports:
+                if verdict.others(v):
+                    out.print(f"{verdict.bug.name}: {v} also failed in {len(verdict.others(v))} schedules "
+                              f"with another bug of its tree", markup=False)
+        for verdict in verdicts:
+            for line in verdict.disagreements() or ["agrees with the trees"]:
+                out.print(f"{verdict.bug.name}: {line}", markup=False)
+    if any(v.disagreements() for v in verdicts):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -213,7 +290,7 @@ def _render_run(console: Console, result, timeline: bool) -> None:
         if cmd.output and "\n" in cmd.output.strip():
             console.print(cmd.output, markup=False, end="")
     if result.ftrace_disabled:
-        console.print("  ftrace: [red]DISABLED[/red] by ftrace_bug():")
+        console.print(f"  ftrace: [red]DISABLED[/red] by {result.killed_by or 'ftrace_kill()'}:")
         for line in (result.bug or "").splitlines():
             console.print(f"    {line}", markup=False)
     else:
@@ -277,7 +354,7 @@ NaiveOpt = Annotated[bool, typer.Option("--naive-patching", help=NAIVE_HELP)]
 
 @app.command()
 def race(
-    variant: Optional[str] = typer.Option(None, "--variant", "-v", help=VARIANT_HELP + " Default: all three."),
+    variant: Optional[str] = typer.Option(None, "--variant", "-v", help=VARIANT_HELP + " Default: every variant."),
     schedule: ScheduleOpt = None,
     quantum: QuantumOpt = None,
     timeline: TimelineOpt = False,
@@ -314,7 +391,7 @@ def run(
 def explore(
     scenario: str = typer.Argument("race", help="A scenario file, or a built-in scenario name."),
     variant: Optional[str] = typer.Option(None, "--variant", "-v", help=VARIANT_HELP),
-    all_variants: bool = typer.Option(False, "--all-variants", help="Explore legacy, seed and fixed (the default)."),
+    all_variants: bool = typer.Option(False, "--all-variants", help="Explore every variant (the default)."),
     max_preemptions: Optional[int] = typer.Option(None, "--max-preemptions", "-k",
                                                   help="Preemption bound (default: the scenario's, else none: "
                                                        "every schedule)."),
@@ -447,8 +524,9 @@ def _cross(scn, reports: dict, granularity: str, quantum: int, patching: str) ->
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, standalone_mode=False)
-        return 0
+        # Without standalone mode click hands back a typer.Exit's code instead of raising it.
+        code = app(args=argv, standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except FtraceDead as exc:  # the system failed, not the input
         return _fail(exc, 1)
     except _BAD_INPUT as exc:

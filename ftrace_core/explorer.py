@@ -54,6 +54,7 @@ class VariantReport:
     pruned: int = 0
     failing_schedules: list[str] = field(default_factory=list)
     failing_preemptions: dict[str, int] = field(default_factory=dict)
+    failing_kind: dict[str, str] = field(default_factory=dict)  # schedule -> its failure kind
     kinds: dict[str, int] = field(default_factory=dict)
     final_states: set[str] = field(default_factory=set)
     seconds: float = 0.0
@@ -127,7 +128,10 @@ def outcome_of(system: System, audit: CallAudit, results: list) -> Outcome:
             lines = bug.splitlines()
             passed = lines[0].split(" (")[0] if lines[0].startswith("Failed on ") else None
             first = lines[1] if passed and len(lines) > 1 else lines[0]
-            kind += ": " + first.split(" [<")[0] + " " + first.split("] ", 1)[-1].split("+")[0]
+            if " [<" in first:  # ftrace_bug(): "what failed [<ip>] sym+off/size"
+                kind += ": " + first.split(" [<")[0] + " " + first.split("] ", 1)[-1].split("+")[0]
+            else:  # a FTRACE_WARN_ON that killed ftrace
+                kind += f": {system.ftrace.killed_by}"
             if passed:
                 kind += f" ({passed[0].lower()}{passed[1:]})"
     return Outcome(invariants, kind, bug, errors, state_digest(system, results))
@@ -273,6 +277,7 @@ def _record(report: VariantReport, trace: RunTrace) -> None:
         if trace.schedule not in report.failing_preemptions:
             report.failing_schedules.append(trace.schedule)
             report.failing_preemptions[trace.schedule] = trace.nodes[-1].preemptions if trace.nodes else 0
+            report.failing_kind[trace.schedule] = outcome.kind
 
 
 def explore_variant(scenario: Scenario, variant: str, *, max_preemptions: int | None = None, reduce: bool = True,
@@ -357,7 +362,7 @@ def cross_replay(scenario: Scenario, schedules: Iterable[str], variant: str, gra
     """Replay schedules found on one variant on another (or with another way of patching):
     how many fail there, and how."""
     prepared = Prepared(scenario, variant, granularity, quantum, patching=patching)
-    failing, kinds, clean = [], {}, []
+    failing, kinds, clean, kind_of = [], {}, [], {}
     for schedule in schedules:
         trace = prepared.replay_forked(schedule)
         if trace.outcome.kind is None:
@@ -365,8 +370,10 @@ def cross_replay(scenario: Scenario, schedules: Iterable[str], variant: str, gra
         else:
             failing.append(schedule)
             kinds[trace.outcome.kind] = kinds.get(trace.outcome.kind, 0) + 1
+            kind_of[schedule] = trace.outcome.kind
     return {"variant": variant, "replayed": len(failing) + len(clean), "failing": len(failing),
-            "clean": len(clean), "failure_kinds": dict(sorted(kinds.items())), "clean_schedules": sorted(clean)}
+            "clean": len(clean), "failure_kinds": dict(sorted(kinds.items())), "clean_schedules": sorted(clean),
+            "kind_of": kind_of}
 
 
 def map_forked(fn: Callable[[object], object], items: list, jobs: int) -> list:

@@ -117,7 +117,7 @@ def check(system, audit: CallAudit | None, results=()) -> tuple[dict[str, bool],
     if ftrace.ftrace_disabled:
         lines = (ftrace.bug_report or "ftrace_kill() without a report").splitlines()
         first = " ".join(lines[:2]) if lines[0].startswith("Failed on ") and len(lines) > 1 else lines[0]
-        why["ftrace_alive"].append(f"ftrace disabled by ftrace_bug: {first}")
+        why["ftrace_alive"].append(f"ftrace disabled by {ftrace.killed_by or 'ftrace_kill()'}: {first}")
 
     for rec in ftrace.records:
         name = env.format_ip(rec.ip)

@@ -1,13 +1,14 @@
 """Modules and ftrace: ftrace_module_init, ftrace_module_enable, ftrace_release_mod, and
-where each of the three kernels calls them.
+where each kernel tree calls them.
 
-| variant | records of a loading module                 | ftrace_module_enable() runs            |
-| legacy  | counted and enabled in ftrace_update_code   | (does not exist)                       |
-| seed    | created DISABLED (b7ffffbb46f2)             | at once, from ftrace_module_init       |
-| fixed   | created DISABLED                            | from prepare_coming_module, after RO   |
+| tree                  | records of a loading module               | ftrace_module_enable() runs          |
+| b7ffffbb46f2^         | counted and enabled in ftrace_update_code | (does not exist)                     |
+| b7ffffbb46f2 (seed)   | created DISABLED                          | at once, from ftrace_module_init     |
+| 7dcd182bec27 .. v4.6  | created DISABLED                          | from complete_formation, after RO    |
+| v4.7 ..               | created DISABLED                          | from prepare_coming_module, after RO |
 
 The module loader (emu.modules) calls out through hooks; install() registers on the ones
-where each kernel made its direct calls.
+where the variant's kernel made its direct calls.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Iterator, Protocol
 from emu.sched import Point
 
 from .flags import FTRACE_FL_DISABLED
+from .kernels import DISABLED_RECORDS, ENABLE_AFTER_RO, ENABLE_IN_PREPARE_COMING
 from .update import Ftrace
 
 
@@ -35,7 +37,7 @@ def ftrace_module_init(ftrace: Ftrace, mod: ModuleLike) -> Iterator[object]:
     if ftrace.ftrace_disabled or not mod.mcount_locs:
         return
     yield from ftrace.ftrace_process_locs(mod, list(mod.mcount_locs))
-    if ftrace.variant == "seed":
+    if ftrace.kernel.has(DISABLED_RECORDS) and not ftrace.kernel.has(ENABLE_AFTER_RO):
         yield from ftrace_module_enable(ftrace, mod)
 
 
@@ -86,7 +88,10 @@ def ftrace_release_mod(ftrace: Ftrace, mod: ModuleLike) -> Iterator[object]:
         keep = []
         for i, pg in enumerate(pages):
             if pg.records and mod.within_core(pg.records[0].ip):
-                ftrace.ftrace_warn_on(i == 0, "ftrace_release_mod: module records in the first page")
+                # "As core pages are first, the first page should never be a module page":
+                # WARN_ON() and give up, ftrace lives on (v4.4-v4.8).
+                if ftrace.warn_on(i == 0, "ftrace_release_mod: pg == ftrace_pages_start"):
+                    return
                 for rec in pg.records:
                     ftrace.emit("released", rec)
                 continue
@@ -97,11 +102,16 @@ def ftrace_release_mod(ftrace: Ftrace, mod: ModuleLike) -> Iterator[object]:
     yield Point("ftrace_release_mod", mod.name)
 
 
-def install(ftrace: Ftrace, hooks: object) -> None:
-    """Register ftrace on the module loader's hooks where the variant's kernel called it."""
+def install(ftrace: Ftrace, loader: object) -> None:
+    """Register ftrace on the module loader's hooks where the variant's kernel called it, and
+    give the loader the shape of that tree's kernel/module.c."""
+    hooks = loader.hooks
     hooks.formed.append(lambda mod: ftrace_module_init(ftrace, mod))
-    if ftrace.variant == "fixed":
+    loader.has_prepare_coming_module = ftrace.kernel.has(ENABLE_IN_PREPARE_COMING)
+    if ftrace.kernel.has(ENABLE_IN_PREPARE_COMING):
         hooks.coming.append(lambda mod: ftrace_module_enable(ftrace, mod))
+    elif ftrace.kernel.has(ENABLE_AFTER_RO):
+        hooks.formation_complete.append(lambda mod: ftrace_module_enable(ftrace, mod))
     hooks.going.append(lambda mod: ftrace_release_mod(ftrace, mod))
 
 

@@ -205,6 +205,7 @@ class RunResult:
     schedule: str
     ftrace_disabled: bool
     bug: str | None
+    killed_by: str | None
     faulting_ip: str | None
     traced_module_functions: list[str]
     invariants: dict[str, bool]
@@ -224,6 +225,7 @@ class RunResult:
             "schedule": self.schedule,
             "ftrace_disabled": self.ftrace_disabled,
             "bug": self.bug,
+            "killed_by": self.killed_by,
             "faulting_ip": self.faulting_ip,
             "traced_module_functions": self.traced_module_functions,
             "invariants": self.invariants,
@@ -274,6 +276,7 @@ def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | Non
         schedule=ran,
         ftrace_disabled=ftrace.ftrace_disabled,
         bug=ftrace.bug_report,
+        killed_by=ftrace.killed_by,
         faulting_ip=env.format_ip(ftrace.bug_ip) if ftrace.bug_ip is not None else None,
         traced_module_functions=module_funcs,
         invariants=invariants,

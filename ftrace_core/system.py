@@ -23,7 +23,8 @@ from .ops import FtraceOps
 from .text import TextFault
 from .tracefs import Tracefs
 from .tracer import DEFAULT_BUFFER_ENTRIES, FunctionTracer, GraphTracer, RingBuffer
-from .update import VARIANTS, Ftrace
+from .kernels import KernelTree, kernel_tree
+from .update import Ftrace
 
 
 class EmulatedText:
@@ -67,11 +68,17 @@ class EmulatedText:
         yield Point("set_kernel_text_ro", "kernel .text r-x")
 
 
+def banner(tree: KernelTree) -> str:
+    """linux_banner for the tree a variant models: its version, then the commit and subject."""
+    return f"Linux version {tree.uname} ({tree.commit} {tree.subject}) #1 SMP"
+
+
 class EmulatedEnv:
     """KernelEnv on the emulator: the guest's printk and kallsyms, WARN with the current task."""
 
-    def __init__(self, kernel: Kernel):
+    def __init__(self, kernel: Kernel, uname: str):
         self.kernel = kernel
+        self.uname = uname  # the modelled tree's version, as WARN and BUG print it
 
     def printk(self, text: str) -> None:
         self.kernel.printk(text)
@@ -92,7 +99,7 @@ class EmulatedEnv:
             "------------[ cut here ]------------",
             f"kernel BUG at {where}!",
             "invalid opcode: 0000 [#1] SMP",
-            f"CPU: {cpu.index} PID: {cpu.task.pid} Comm: {cpu.task.comm} Not tainted 4.8.0-ftrace-emu #1",
+            f"CPU: {cpu.index} PID: {cpu.task.pid} Comm: {cpu.task.comm} Not tainted {self.uname} #1",
             detail,
             "---[ end trace 0000000000000000 ]---"])
         raise GuestFault(report, cpu=cpu.index, rip=0, address=None, kind="BUG")
@@ -103,7 +110,7 @@ class EmulatedEnv:
         self.printk("------------[ cut here ]------------\n")
         self.printk(f"WARNING: CPU: {cpu.index} PID: {cpu.task.pid} at kernel/trace/ftrace.c {where}\n")
         self.printk(f"Modules linked in: {mods}\n")
-        self.printk(f"CPU: {cpu.index} PID: {cpu.task.pid} Comm: {cpu.task.comm} Not tainted 4.8.0-ftrace-emu #1\n")
+        self.printk(f"CPU: {cpu.index} PID: {cpu.task.pid} Comm: {cpu.task.comm} Not tainted {self.uname} #1\n")
         self.printk("---[ end trace 0000000000000000 ]---\n")
 
 
@@ -115,12 +122,12 @@ class System:
         """recorder: "hook" (a host hook records each traced call; exact, followed by the
         invariants) or "guest" (the guest's function_trace_call writes per-CPU rings that
         are drained when read; much faster)."""
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+        self.tree = kernel_tree(variant)
         self.variant = variant
         self._buffer_entries = buffer_entries
         self._recorder = recorder
-        self.kernel = Kernel(image, late_init=[self._ftrace_init])
+        self.kernel = Kernel(image, late_init=[self._ftrace_init], uname=self.tree.uname,
+                             banner=banner(self.tree))
 
     def _ftrace_init(self, kernel: Kernel) -> None:
         """The kernel's ftrace_init() at the end of start_kernel, and the tracer's setup."""
@@ -130,13 +137,13 @@ class System:
                           ftrace_ops_list_func=sym("ftrace_ops_list_func"),
                           ftrace_graph_call=sym("ftrace_graph_call"), ftrace_graph_caller=sym("ftrace_graph_caller"),
                           ftrace_graph_return=sym("ftrace_graph_return"))
-        self.env = EmulatedEnv(kernel)
-        self.ftrace = Ftrace(ArchX86(EmulatedText(kernel), addrs), self.env, self.variant)
+        self.env = EmulatedEnv(kernel, self.tree.uname)
+        self.ftrace = Ftrace(ArchX86(EmulatedText(kernel), addrs, self.env.warn, self.env.bug), self.env, self.variant)
         start, stop = sym("__start_mcount_loc"), sym("__stop_mcount_loc")
         raw = kernel.machine.read(start, stop - start)
         locs = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
         run_to_completion(self.ftrace.ftrace_init(locs))
-        ftrace_module.install(self.ftrace, kernel.modules.hooks)
+        ftrace_module.install(self.ftrace, kernel.modules)
         self.buffer = RingBuffer(len(kernel.cpus), self._buffer_entries)
         self.tracer = FunctionTracer(kernel, self.ftrace, self.buffer, self._recorder)
         self.graph = GraphTracer(kernel, self.buffer)

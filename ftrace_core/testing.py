@@ -100,7 +100,7 @@ def fake_ftrace(nr_sites: int = 32, variant: str = "fixed", patching: str = "dir
     for ip in sites:
         text.mem[ip - FAKE_BASE:ip - FAKE_BASE + 5] = ftrace_call_replace(ip, addrs.mcount)
     env = FakeEnv()
-    ftrace = Ftrace(ArchX86(text, addrs), env, variant)
+    ftrace = Ftrace(ArchX86(text, addrs, env.warn), env, variant)
     ftrace.patching = patching
     text.writable = True  # early boot
     run_to_completion(ftrace.ftrace_init(sites))
@@ -140,7 +140,8 @@ def try_load(system, data: bytes, name: str) -> str:
         assert snapshot(system) == before, f"state changed after a failed load: {message}"
         return f"{type(exc).__name__}: {message}"
     try:
-        run_to_completion(kernel.modules.delete_module(kernel.cpus[1], mod.name))
+        # rmmod -f: a module with init and no exit cannot be unloaded otherwise.
+        run_to_completion(kernel.modules.delete_module(kernel.cpus[1], mod.name, force=True))
     except ModuleLoadError:
         pass  # cleanup_module oopsed; the module is gone all the same
     assert snapshot(system) == before, "state changed after a load and unload"

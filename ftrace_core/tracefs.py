@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Callable, Generator, Iterator
 from emu.sched import Lock, run_to_completion
 
 from .errors import FtraceDead, TracefsError
-from .flags import FTRACE_FL_ENABLED, FTRACE_FL_IPMODIFY, FTRACE_FL_REGS, FTRACE_FL_TRAMP_EN, ftrace_rec_count
+from .flags import FTRACE_FL_DISABLED, FTRACE_FL_ENABLED, FTRACE_FL_IPMODIFY, FTRACE_FL_REGS, FTRACE_FL_TRAMP_EN, ftrace_rec_count
+from .kernels import DISABLED_IGNORED_EVERYWHERE
 from .hash import FtraceHash, MatchType, filter_parse_regex, ftrace_match
 from .flags import FTRACE_START_FUNC_RET, FTRACE_STOP_FUNC_RET
 from .output import GRAPH_HEADER, format_entries, format_graph, format_lost, format_trace
@@ -243,7 +244,13 @@ class Tracefs:
             mod_kind, mod_search, exclude_mod = filter_parse_regex(module)
         found = 0
         kallsyms = self.system.kernel.kallsyms
-        for rec in self.system.ftrace.records:
+        ftrace = self.system.ftrace
+        # v4.8.15 on: "if (rec->flags & FTRACE_FL_DISABLED) continue;" -- before, a filter
+        # also picks up the records of a module still loading.
+        skip_disabled = ftrace.kernel.has(DISABLED_IGNORED_EVERYWHERE)
+        for rec in ftrace.records:
+            if skip_disabled and rec.flags & FTRACE_FL_DISABLED:
+                continue
             hit = kallsyms.lookup(rec.ip)
             if hit is None:
                 continue

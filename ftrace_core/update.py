@@ -1,5 +1,6 @@
-"""The engine of kernel/trace/ftrace.c (4.8): records, the ops list, reference counting,
-deciding what each call site must become, and applying it.
+"""The engine of kernel/trace/ftrace.c: records, the ops list, reference counting, deciding
+what each call site must become, and applying it.  Shared code follows v4.5-v4.8 where those
+trees agree; where they differ, the variant's tree (ftrace_core.kernels) decides.
 
 The state the kernel keeps in globals (ftrace_pages, ftrace_ops_list, ftrace_disabled,
 ftrace_start_up, ftrace_trace_function, ...) lives in one Ftrace object.  Paths that can be
@@ -18,17 +19,17 @@ from .breakpoints import naive_replace_code, x86_replace_code
 from .arch_x86 import NOP5, ArchX86
 from .env import KernelEnv
 from .flags import (
-    EINVAL, ENODEV, ENOMEM, FTRACE_DISABLE_CALLS, FTRACE_FL_DISABLED, FTRACE_FL_ENABLED, FTRACE_FL_REGS,
+    EFAULT, EINVAL, EPERM, ENODEV, ENOMEM, FTRACE_DISABLE_CALLS, FTRACE_FL_DISABLED, FTRACE_FL_ENABLED, FTRACE_FL_REGS,
     FTRACE_FL_REGS_EN, FTRACE_FL_TRAMP, FTRACE_FL_TRAMP_EN, FTRACE_OPS_FL_ADDING, FTRACE_OPS_FL_DELETED,
     FTRACE_OPS_FL_ENABLED, FTRACE_OPS_FL_REMOVING, FTRACE_OPS_FL_SAVE_REGS, FTRACE_REF_MAX,
     FTRACE_START_FUNC_RET, FTRACE_STOP_FUNC_RET, FTRACE_UPDATE_CALLS, FTRACE_UPDATE_TRACE_FUNC, BugType,
     UpdateAction, ftrace_rec_count,
 )
 from .hash import FtraceHash
+from .kernels import DISABLED_IGNORED_EVERYWHERE, DISABLED_RECORDS, UPDATE_CALLS_ON_CHANGE, VARIANTS, kernel_tree
 from .ops import FtraceOps
 from .records import ENTRIES_PER_PAGE, DynFtrace, FtracePage, RecordTable, allocate_pages
 
-VARIANTS = ("legacy", "seed", "fixed")
 _BUG_TYPES = {UpdateAction.MAKE_CALL: BugType.CALL, UpdateAction.MAKE_NOP: BugType.NOP,
               UpdateAction.MODIFY_CALL: BugType.UPDATE}
 
@@ -37,11 +38,11 @@ Gen = Generator[object, None, int]
 
 class Ftrace:
     def __init__(self, arch: ArchX86, env: KernelEnv, variant: str = "fixed"):
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+        self.kernel = kernel_tree(variant)
         self.arch = arch
         self.env = env
         self.variant = variant
+        self._warned_once: set[str] = set()
         self.records = RecordTable()
         self.ops_list: list[FtraceOps] = []
         self.ftrace_disabled = False
@@ -54,6 +55,8 @@ class Ftrace:
         self.ftrace_lock = Lock("ftrace_lock")
         self.bug_type = BugType.UNKNOWN
         self.bug_report: str | None = None
+        #: What killed ftrace: "ftrace_bug()", or the FTRACE_WARN_ON that fired.
+        self.killed_by: str | None = None
         self.bug_ip: int | None = None  # the call site ftrace_bug reported
         self.update_tot_cnt = 0
         #: Make every call-site rewrite a point of its own (finer interleaving, slower); the
@@ -86,12 +89,33 @@ class Ftrace:
         for listener in list(self.listeners):
             listener(event, rec, detail)
 
+    # The kernel's warnings.  `where` is "function: condition", as the C source has them.
     def ftrace_warn_on(self, condition: bool, where: str) -> bool:
-        """FTRACE_WARN_ON(): a WARN and the kill."""
-        if condition:
-            self.env.warn(where)
-            self.ftrace_kill()
+        """FTRACE_WARN_ON(): a WARN and ftrace_kill()."""
+        if self.warn_on(condition, where):
+            self._warn_kill("FTRACE_WARN_ON", where)
         return condition
+
+    def ftrace_warn_on_once(self, condition: bool, where: str) -> bool:
+        """FTRACE_WARN_ON_ONCE(): the WARN is printed once per site, but ftrace_kill() runs
+        every time the condition holds."""
+        if self.warn_on(condition, where, once=True):
+            self._warn_kill("FTRACE_WARN_ON_ONCE", where)
+        return condition
+
+    def warn_on(self, condition: bool, where: str, once: bool = False) -> bool:
+        """WARN_ON() / WARN_ON_ONCE(): a WARN, and nothing else: ftrace lives on."""
+        if condition and not (once and where in self._warned_once):
+            self._warned_once.add(where)
+            self.env.warn(where.split(":")[0])
+        return condition
+
+    def _warn_kill(self, macro: str, where: str) -> None:
+        func, _, cond = where.partition(": ")
+        if self.killed_by is None:
+            self.killed_by = f"{macro}({cond}) in {func}()"
+            self.bug_report = f"{self.killed_by}\n"
+        self.ftrace_kill()
 
     def ftrace_kill(self) -> None:
         """ftrace_kill(): disabled until reboot; the trace function becomes the stub."""
@@ -105,10 +129,13 @@ class Ftrace:
         """ftrace_bug(): report the failed site the kernel's way, then kill ftrace."""
         lines = bug.format_ftrace_bug(failed, rec, self.bug_type, self.arch.ftrace_expected,
                                       self._read_site, self.env.format_ip, self.ftrace_get_addr_curr)
-        self.env.warn("ftrace_bug")
+        # Each case of the switch opens with its own FTRACE_WARN_ON_ONCE(1).
+        self.warn_on(True, f"ftrace_bug: 1 (case {failed if failed in (-EFAULT, -EINVAL, -EPERM) else 'default'})",
+                     once=True)
         for line in lines:
             self.env.printk(line)
         self.bug_report = self.bug_preamble + "".join(lines)
+        self.killed_by = "ftrace_bug()"
         self.bug_preamble = ""
         self.bug_ip = rec.ip if rec is not None else None
         if rec is not None:
@@ -126,8 +153,9 @@ class Ftrace:
         """__ftrace_hash_rec_update(): add or drop ops' reference on every record it selects.
 
         With filter_hash false it works from the notrace hash, with inc inverted: records in
-        notrace lose (or regain) this ops' reference.  Returns whether any record's count
-        changed (4.8 returns nothing; callers here do not depend on it)."""
+        notrace lose (or regain) this ops' reference.  From v4.6 it returns whether any
+        record's site must change, which ftrace_startup()/ftrace_shutdown() then base
+        FTRACE_UPDATE_CALLS on; before (v4.5 and older), callers ignore it."""
         if not ops.flags & FTRACE_OPS_FL_ENABLED:
             return False
         all_recs = False
@@ -159,7 +187,7 @@ class Ftrace:
             if inc:
                 rec.flags += 1
                 if self.ftrace_warn_on(ftrace_rec_count(rec.flags) == FTRACE_REF_MAX,
-                                       "__ftrace_hash_rec_update: reference count overflow"):
+                                       "__ftrace_hash_rec_update: ftrace_rec_count(rec) == FTRACE_REF_MAX"):
                     return update
                 if ops.flags & FTRACE_OPS_FL_SAVE_REGS:
                     rec.flags |= FTRACE_FL_REGS
@@ -169,7 +197,7 @@ class Ftrace:
                     rec.flags &= ~FTRACE_FL_TRAMP
             else:
                 if self.ftrace_warn_on(ftrace_rec_count(rec.flags) == 0,
-                                       "__ftrace_hash_rec_update: reference count underflow"):
+                                       "__ftrace_hash_rec_update: ftrace_rec_count(rec) == 0"):
                     return update
                 rec.flags -= 1
                 if ops.flags & FTRACE_OPS_FL_SAVE_REGS and rec.flags & FTRACE_FL_REGS:
@@ -178,7 +206,8 @@ class Ftrace:
                 rec.flags &= ~FTRACE_FL_TRAMP  # [4.8] always cleared; re-derived below
                 if ftrace_rec_count(rec.flags) == 1 and self._find_tramp_ops_any(rec) is not None:
                     rec.flags |= FTRACE_FL_TRAMP
-            update = True
+            # v4.6: "Must match FTRACE_UPDATE_CALLS in ftrace_modify_all_code()".
+            update = update or self.ftrace_test_record(rec, True) != UpdateAction.IGNORE
             if not all_recs and count == len(hash_):
                 break
         return update
@@ -207,7 +236,9 @@ class Ftrace:
         if not ops.enabled:
             return False
         if ops.traces_mod():
-            return self.variant != "legacy"
+            # b7ffffbb46f2: "If ops traces all then it includes this function" (was 0, and
+            # ftrace_update_code() counted such ops apart).
+            return 1 if self.kernel.has(DISABLED_RECORDS) else 0
         if not ops.filter_hash.empty and rec.ip not in ops.filter_hash:
             return False
         if rec.ip in ops.notrace_hash:
@@ -221,6 +252,7 @@ class Ftrace:
     # -- deciding and applying ---------------------------------------------------------------
     def ftrace_check_record(self, rec: DynFtrace, enable: bool, update: bool) -> UpdateAction:
         """ftrace_check_record(): what rec's site must become; with update, commit the flags."""
+        self.bug_type = BugType.UNKNOWN
         if rec.flags & FTRACE_FL_DISABLED:
             return UpdateAction.IGNORE
         flag = 0
@@ -308,10 +340,12 @@ class Ftrace:
             ret = self.arch.ftrace_make_call(rec.ip, new_addr)
         elif action == UpdateAction.MAKE_NOP:
             self.bug_type = BugType.NOP
-            ret = self.arch.ftrace_make_nop(rec.ip, old_addr)
+            make_nop = self.arch.generic_make_nop if self.patching == "direct" else self.arch.ftrace_make_nop
+            ret = make_nop(rec.ip, old_addr)
         else:
             self.bug_type = BugType.UPDATE
-            ret = self.arch.ftrace_modify_call(rec.ip, old_addr, new_addr)
+            modify = self.arch.generic_modify_call if self.patching == "direct" else self.arch.ftrace_modify_call
+            ret = modify(rec.ip, old_addr, new_addr)
         self.emit("fault" if ret else action.name.lower(), rec, f"{ret}" if ret else "")
         return ret
 
@@ -394,7 +428,7 @@ class Ftrace:
         list_func = self.arch.addrs.ftrace_ops_list_func
         if update:
             err = self.arch.ftrace_update_ftrace_func(list_func)
-            if self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: ftrace_update_ftrace_func"):
+            if self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: err"):
                 return
         if command & FTRACE_UPDATE_CALLS:
             yield from self.ftrace_replace_code(True)
@@ -402,13 +436,13 @@ class Ftrace:
             yield from self.ftrace_replace_code(False)
         if update and self.ftrace_trace_function != list_func:
             err = self.arch.ftrace_update_ftrace_func(self.ftrace_trace_function)
-            self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: ftrace_update_ftrace_func")
+            self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: err")
         if command & FTRACE_START_FUNC_RET:
             err = self.arch.ftrace_enable_ftrace_graph_caller()
-            self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: ftrace_enable_ftrace_graph_caller")
+            self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: err")
         elif command & FTRACE_STOP_FUNC_RET:
             err = self.arch.ftrace_disable_ftrace_graph_caller()
-            self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: ftrace_disable_ftrace_graph_caller")
+            self.ftrace_warn_on(err != 0, "ftrace_modify_all_code: err")
 
     def ftrace_run_update_code(self, command: int) -> Iterator[object]:
         """ftrace_run_update_code(): text RW, update, text RO."""
@@ -462,9 +496,10 @@ class Ftrace:
         self.ops_list.insert(0, ops)  # add_ftrace_ops() adds at the head
         self.update_ftrace_function()
         self.ftrace_start_up += 1
-        command |= FTRACE_UPDATE_CALLS
         ops.flags |= FTRACE_OPS_FL_ENABLED | FTRACE_OPS_FL_ADDING
-        self.ftrace_hash_rec_enable(ops, True)
+        changed = self.ftrace_hash_rec_enable(ops, True)
+        if changed or not self.kernel.has(UPDATE_CALLS_ON_CHANGE):
+            command |= FTRACE_UPDATE_CALLS
         yield from self.ftrace_startup_enable(command)
         ops.flags &= ~FTRACE_OPS_FL_ADDING
         self.generation += 1
@@ -479,10 +514,12 @@ class Ftrace:
         self.ops_list.remove(ops)
         self.update_ftrace_function()
         self.ftrace_start_up -= 1
-        self.ftrace_warn_on(self.ftrace_start_up < 0, "ftrace_shutdown: ftrace_start_up < 0")
-        self.ftrace_hash_rec_disable(ops, True)
+        # "Just warn in case of unbalance, no need to kill ftrace".
+        self.warn_on(self.ftrace_start_up < 0, "ftrace_shutdown: ftrace_start_up < 0", once=True)
+        changed = self.ftrace_hash_rec_disable(ops, True)
         ops.flags &= ~FTRACE_OPS_FL_ENABLED
-        command |= FTRACE_UPDATE_CALLS
+        if changed or not self.kernel.has(UPDATE_CALLS_ON_CHANGE):
+            command |= FTRACE_UPDATE_CALLS
         if self.saved_ftrace_func != self.ftrace_trace_function:
             self.saved_ftrace_func = self.ftrace_trace_function
             command |= FTRACE_UPDATE_TRACE_FUNC
@@ -490,13 +527,19 @@ class Ftrace:
             return 0
         ops.flags |= FTRACE_OPS_FL_REMOVING
         yield from self.ftrace_run_update_code(command)
-        if not self.ops_list and not self.ftrace_disabled:
-            # With no ops left every record must be clear but for DISABLED.
+        if not self.ops_list:
+            # The sanity check: with no ops left every record's flags must be clear.  Up to
+            # v4.7 that includes FTRACE_FL_DISABLED, so a loading module's records kill ftrace
+            # here; v4.8 masks it out.
+            fixed = self.kernel.has(DISABLED_IGNORED_EVERYWHERE)
+            mask = ~FTRACE_FL_DISABLED if fixed else ~0
+            where = "ftrace_shutdown: " + ("rec->flags & ~FTRACE_FL_DISABLED" if fixed else "rec->flags")
             for rec in self.records:
-                if rec.flags & ~FTRACE_FL_DISABLED:
-                    self.env.printk(f"  {self.env.format_ip(rec.ip)} flags:{rec.flags:x}\n")
-                    self.ftrace_warn_on(True, "ftrace_shutdown: record not clear")
-                    break
+                if self.ftrace_warn_on_once(bool(rec.flags & mask), where):
+                    line = f"  {self.env.format_ip(rec.ip)} flags:{rec.flags:x}\n"  # pr_warn("  %pS flags:%lx\n")
+                    self.env.printk(line)
+                    if self.killed_by and self.killed_by.endswith("in ftrace_shutdown()"):
+                        self.bug_report += line
         ops.flags &= ~FTRACE_OPS_FL_REMOVING
         return 0
 
@@ -546,7 +589,7 @@ class Ftrace:
         yield from self.ftrace_lock.acquire()
         try:
             if mod is None:
-                self.ftrace_warn_on(bool(self.records.pages), "ftrace_process_locs: core pages exist")
+                self.warn_on(bool(self.records.pages), "ftrace_process_locs: ftrace_pages || ftrace_pages_start")
             elif not self.records.pages:
                 return 0
             pg_iter = iter(new_pages)
@@ -571,15 +614,16 @@ class Ftrace:
         Module records are created DISABLED (the seed commit) so that no update touches them
         until ftrace_module_enable().  Before it (legacy), the records were counted against
         the enabled ops and enabled right here, while the module was still being formed."""
+        legacy = not self.kernel.has(DISABLED_RECORDS)
         legacy_ref, legacy_test = 0, False
-        if mod is not None and self.variant == "legacy":
+        if mod is not None and legacy:
             for ops in self.ops_list:
                 if ops.enabled:
                     if ops.traces_mod():
                         legacy_ref += 1
                     else:
                         legacy_test = True
-        rec_flags = FTRACE_FL_DISABLED if mod is not None and self.variant != "legacy" else 0
+        rec_flags = FTRACE_FL_DISABLED if mod is not None and not legacy else 0
         if self.ftrace_disabled:
             return -1
         recs = [rec for pg in new_pages for rec in pg.records]
@@ -588,7 +632,7 @@ class Ftrace:
         done, failed = self.arch.ftrace_modify_code_batch(
             [(rec.ip, self.arch.call_bytes(rec.ip, mcount), NOP5) for rec in recs])
         for rec in recs[: done + (1 if failed else 0)]:
-            if self.variant == "legacy":
+            if legacy:
                 rec.flags = legacy_ref + (self.referenced_filters(rec) if legacy_test else 0)
             else:
                 rec.flags = rec_flags
@@ -598,7 +642,7 @@ class Ftrace:
             self.bug_type = BugType.INIT
             self.ftrace_bug(failed, recs[done])
         self.update_tot_cnt += done
-        if self.variant == "legacy" and self.ftrace_start_up:
+        if legacy and self.ftrace_start_up:
             # Before the seed commit, the module's records were enabled right here.
             for rec in recs[:done]:
                 if rec.flags and not self.ftrace_disabled:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emu.sched import run_to_completion
+from ftrace_core.kernels import KERNELS
 from ftrace_core.arch_x86 import NOP5, call_target, ftrace_call_replace
 from ftrace_core.flags import (
     FTRACE_FL_DISABLED, FTRACE_FL_ENABLED, FTRACE_REF_MAX, BugType, UpdateAction, ftrace_rec_count,
@@ -112,7 +113,9 @@ def test_reference_count_overflow_warns_and_kills():
     ftrace.records.lookup(sites[0]).flags = FTRACE_REF_MAX - 1
     _run(ftrace.register_ftrace_function(FtraceOps("function", FUNC_A)))
     assert ftrace.ftrace_disabled
-    assert any("overflow" in w for w in env.warnings)
+    # v4.5-v4.8 __ftrace_hash_rec_update: FTRACE_WARN_ON(ftrace_rec_count(rec) == FTRACE_REF_MAX)
+    assert env.warnings == ["__ftrace_hash_rec_update"]
+    assert ftrace.killed_by == "FTRACE_WARN_ON(ftrace_rec_count(rec) == FTRACE_REF_MAX) in __ftrace_hash_rec_update()"
 
 
 def test_reference_count_underflow_warns_and_kills():
@@ -121,7 +124,8 @@ def test_reference_count_underflow_warns_and_kills():
     _run(ftrace.register_ftrace_function(ops))
     ftrace.records.lookup(sites[1]).flags &= ~0x1FFFFFF
     _run(ftrace.unregister_ftrace_function(ops))
-    assert any("underflow" in w for w in env.warnings)
+    assert env.warnings[0] == "__ftrace_hash_rec_update"
+    assert ftrace.killed_by == "FTRACE_WARN_ON(ftrace_rec_count(rec) == 0) in __ftrace_hash_rec_update()"
     assert ftrace.ftrace_disabled
 
 
@@ -221,9 +225,9 @@ def test_disabled_module_records_are_skipped_by_the_update(variant):
     ftrace, text, env, sites = fake_ftrace(8, variant)
     mod = _module(ftrace, text)
     text.writable = True
-    ftrace.variant = "fixed"  # records only: no enable yet
+    ftrace.kernel = KERNELS["fixed"]  # records only: no enable yet
     _run(ftrace_module_init(ftrace, mod))
-    ftrace.variant = variant
+    ftrace.kernel = KERNELS[variant]
     text.writable = False
     text.readonly_ranges.append((mod.base, mod.base + mod.size))
     _run(ftrace.register_ftrace_function(FtraceOps("function", FUNC_A)))

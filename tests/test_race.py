@@ -86,7 +86,7 @@ def test_the_printed_schedule_replays_identically():
 def test_a_fix_that_never_enables_module_records_is_caught():
     """A wrong fix: module records stay DISABLED forever.  No fault, but calls are lost."""
     system = boot("fixed")
-    system.kernel.modules.hooks.coming.clear()  # no ftrace_module_enable anywhere
+    system.kernel.modules.hooks.formation_complete.clear()  # no ftrace_module_enable anywhere
     r = run_scenario(RACE, "fixed", system=system)
     assert not r.ftrace_disabled and r.invariants["ftrace_alive"]
     assert not r.invariants["calls_traced"]

@@ -1,0 +1,125 @@
+"""The kernels ftrace-emu models: each variant is a real kernel tree (a commit of Linux's
+history), and the port asks the variant, never a variant's name, whether a behaviour applies.
+
+A behaviour that changed in the history of these paths is a `Change`: the commit that made it,
+the kernel file and function it lives in, and what it does.  A variant has every change of
+the variants before it plus its own, so `kernel.has(X)` is "does this tree contain commit X's
+change".  Code shared by all variants follows v4.5-v4.8, where the trees agree (checked
+function by function against the v4.4.1, v4.5.0, v4.6.2, v4.7.4 and v4.8.17 release trees).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# -- the changes, in the order they landed ---------------------------------------------------
+#: b7ffffbb46f2: module records are created FTRACE_FL_DISABLED; __ftrace_hash_rec_update and
+#: ftrace_check_record skip them; ftrace_module_enable() counts and enables them.
+DISABLED_RECORDS = "disabled-records"
+#: 7dcd182bec27: ftrace_module_enable() from complete_formation(), after module_enable_ro().
+ENABLE_AFTER_RO = "enable-after-ro"
+#: 7dcd182bec27: no module notifier; load_module()/delete_module() call ftrace_release_mod().
+RELEASE_WITHOUT_NOTIFIER = "release-without-notifier"
+#: v4.6: FTRACE_UPDATE_CALLS only when __ftrace_hash_rec_update() changed a record.
+UPDATE_CALLS_ON_CHANGE = "update-calls-on-change"
+#: 7e545d6eca20 (v4.6): ftrace_module_enable() moves into prepare_coming_module().
+ENABLE_IN_PREPARE_COMING = "enable-in-prepare-coming"
+#: v4.8.15 (a v4.9 fix, backported): every walk of the records skips DISABLED ones,
+#: ftrace_shutdown()'s sanity check and match_records() included.
+DISABLED_IGNORED_EVERYWHERE = "disabled-ignored-everywhere"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One behaviour a commit changed: where it lives and what it does."""
+
+    feature: str
+    commit: str
+    file: str
+    function: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class KernelTree:
+    """A variant: the tree it models and what it changed relative to its predecessor."""
+
+    name: str
+    commit: str
+    subject: str
+    release: str  # the release the commit first shipped in
+    uname: str  # what the boot banner prints as the version
+    summary: str
+    changes: tuple[Change, ...] = ()
+    features: frozenset[str] = field(default=frozenset())
+
+    def has(self, feature: str) -> bool:
+        return feature in self.features
+
+    def __repr__(self) -> str:
+        return f"<KernelTree {self.name} {self.commit}>"
+
+
+def _chain(*trees: KernelTree) -> dict[str, KernelTree]:
+    """Each tree has its own changes and every earlier tree's."""
+    out: dict[str, KernelTree] = {}
+    have: frozenset[str] = frozenset()
+    for tree in trees:
+        have = have | {c.feature for c in tree.changes}
+        out[tree.name] = KernelTree(tree.name, tree.commit, tree.subject, tree.release, tree.uname, tree.summary,
+                                    tree.changes, have)
+    return out
+
+
+SEED = "b7ffffbb46f2"
+FIXED = "7dcd182bec27"
+PREPARE_COMING = "7e545d6eca20"
+
+KERNELS = _chain(
+    KernelTree(
+        "legacy", f"{SEED}^", "(the parent of the seed commit)", "v4.5", "4.4.0+",
+        "before the seed commit: a loading module's records are counted and enabled inside "
+        "ftrace_update_code(), while its text is still writable"),
+    KernelTree(
+        "seed", SEED, "ftrace: Add infrastructure for delayed enabling of module functions", "v4.5", "4.4.0+",
+        "module records start DISABLED; ftrace_module_enable() still runs at once from ftrace_module_init()",
+        (Change(DISABLED_RECORDS, SEED, "kernel/trace/ftrace.c", "ftrace_update_code",
+                "a module's records are created FTRACE_FL_DISABLED; __ftrace_hash_rec_update() and "
+                "ftrace_check_record() skip them"),
+         Change(DISABLED_RECORDS, SEED, "kernel/trace/ftrace.c", "ftrace_module_init",
+                "calls the new ftrace_module_enable() straight after ftrace_process_locs(): the race stays"),
+         Change(DISABLED_RECORDS, SEED, "kernel/trace/ftrace.c", "ops_references_rec",
+                "an ops tracing every function references the record (1, was 0 and counted apart)"))),
+    KernelTree(
+        "fixed", FIXED, "ftrace/module: remove ftrace module notifier", "v4.5", "4.5.0",
+        "ftrace_module_enable() runs from complete_formation(), after the module text is read-only",
+        (Change(ENABLE_AFTER_RO, FIXED, "kernel/module.c", "complete_formation",
+                "calls ftrace_module_enable() after module_enable_ro() and the COMING state"),
+         Change(ENABLE_AFTER_RO, FIXED, "kernel/trace/ftrace.c", "ftrace_module_init",
+                "no longer calls ftrace_module_enable()"),
+         Change(RELEASE_WITHOUT_NOTIFIER, FIXED, "kernel/module.c", "delete_module",
+                "calls ftrace_release_mod() directly after the GOING notifier (ftrace's notifier is gone)"))),
+    KernelTree(
+        "v4.8.17", "v4.8.17", "Linux 4.8.17 (stable)", "v4.8.17", "4.8.17",
+        "the first tree here whose walks of the records all skip DISABLED ones: ftrace_shutdown()'s "
+        "check no longer kills ftrace while a module loads (the fix went into v4.9 and was backported "
+        "to v4.8.15; its mainline id is not recoverable from the release trees)",
+        (Change(UPDATE_CALLS_ON_CHANGE, "v4.6", "kernel/trace/ftrace.c", "ftrace_startup / ftrace_shutdown",
+                "set FTRACE_UPDATE_CALLS only when __ftrace_hash_rec_update() reports a site to change"),
+         Change(ENABLE_IN_PREPARE_COMING, PREPARE_COMING, "kernel/module.c", "prepare_coming_module",
+                "ftrace_module_enable() moves from complete_formation() into prepare_coming_module()"),
+         Change(DISABLED_IGNORED_EVERYWHERE, "v4.8.15", "kernel/trace/ftrace.c", "ftrace_shutdown",
+                "the sanity check reads rec->flags & ~FTRACE_FL_DISABLED: a loading module no longer kills ftrace"),
+         Change(DISABLED_IGNORED_EVERYWHERE, "v4.8.15", "kernel/trace/ftrace.c", "match_records",
+                "filters skip DISABLED records (as do probes, set_graph_function and the ipmodify check)"))),
+)
+
+VARIANTS: tuple[str, ...] = tuple(KERNELS)
+
+
+def kernel_tree(name: str) -> KernelTree:
+    """The variant called name, or a ValueError listing the variants."""
+    try:
+        return KERNELS[name]
+    except KeyError:
+        raise ValueError(f"unknown variant {name!r}: expected one of {', '.join(VARIANTS)}") from None
