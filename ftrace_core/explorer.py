@@ -49,8 +49,13 @@ class Outcome:
 
 @dataclass
 class VariantReport:
+    """What exploring one variant found.  `runs` counts executions; `schedules` the distinct
+    schedules among them: two runs that differ only in a CPU trying a lock it then waits for
+    print (and replay) as one schedule, and count once, failures included."""
+
     variant: str
     schedules: int = 0
+    runs: int = 0
     pruned: int = 0
     failing_schedules: list[str] = field(default_factory=list)
     failing_preemptions: dict[str, int] = field(default_factory=dict)
@@ -64,6 +69,7 @@ class VariantReport:
     random_runs: int | None = None
     failing_seeds: list[int] = field(default_factory=list)
     complete: bool = True
+    seen: set[str] = field(default_factory=set, repr=False)
 
     @property
     def shortest_failing(self) -> str | None:
@@ -74,6 +80,7 @@ class VariantReport:
     def to_json(self) -> dict:
         return {
             "schedules": self.schedules,
+            "runs": self.runs,
             "pruned": self.pruned,
             "failing": len(self.failing_schedules),
             "failing_schedules": sorted(self.failing_schedules),
@@ -87,7 +94,7 @@ class VariantReport:
             "granularity": self.granularity,
             "complete": self.complete,
             "seconds": round(self.seconds, 3),
-            "schedules_per_s": round(self.schedules / self.seconds, 1) if self.seconds else None,
+            "schedules_per_s": round(self.runs / self.seconds, 1) if self.seconds else None,
             **({"random_runs": self.random_runs, "failing_seeds": self.failing_seeds}
                if self.random_runs is not None else {}),
         }
@@ -269,6 +276,10 @@ def _record(report: VariantReport, trace: RunTrace) -> None:
     if trace.pruned:
         report.pruned += 1
         return
+    report.runs += 1
+    if trace.schedule in report.seen:
+        return
+    report.seen.add(trace.schedule)
     report.schedules += 1
     outcome = trace.outcome
     report.final_states.add(outcome.digest)
@@ -295,7 +306,7 @@ def explore_variant(scenario: Scenario, variant: str, *, max_preemptions: int | 
         traces = explore(prepared.run_forked, max_preemptions, reduce, limit)
     for trace in traces:
         _record(report, trace)
-        if limit is not None and report.schedules + report.pruned >= limit:
+        if limit is not None and report.runs + report.pruned >= limit:
             report.complete = False
         if progress is not None:
             progress(report)

@@ -70,7 +70,7 @@ def test_more_jobs_give_identical_results():
 def test_random_mode_is_seeded_and_reports_runs():
     a = explore_random(RACE, "legacy", runs=12, seed=7)
     b = explore_random(RACE, "legacy", runs=12, seed=7)
-    assert a.random_runs == 12 and a.schedules == 12
+    assert a.random_runs == 12 and a.runs == 12 and a.schedules <= 12
     assert (a.failing_seeds, sorted(a.failing_schedules)) == (b.failing_seeds, sorted(b.failing_schedules))
     for schedule in a.failing_schedules:
         assert run_scenario(RACE, "legacy", schedule).ftrace_disabled
