@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import fnmatch
 from typing import Iterable
 
 
@@ -54,46 +53,39 @@ class MatchType(enum.Enum):
     FRONT_ONLY = 1
     MIDDLE_ONLY = 2
     END_ONLY = 3
-    GLOB = 4
 
 
 def filter_parse_regex(buff: str) -> tuple[MatchType, str, bool]:
-    """filter_parse_regex(): (type, search string, negated) for one filter token.
+    """filter_parse_regex() (kernel/trace/trace_events_filter.c, the same from v4.4 to
+    v4.8.17): (type, search string, negated) for one pattern.
 
-    A leading '!' negates; '*' at the start means END_ONLY, a later '*' truncates there
-    (FRONT_ONLY, or MIDDLE_ONLY after a leading one); any other '*', '?' or '[' makes it a
-    glob, as the kernel has done since glob support ("glob-matching-pattern")."""
+    A leading '!' negates.  A '*' first means END_ONLY; a '*' later ends the pattern there
+    (FRONT_ONLY, or MIDDLE_ONLY after a leading one) and nothing after it counts.  '?', '['
+    and '\\' are ordinary characters: full glob matching came in v4.10."""
     negate = buff.startswith("!")
     if negate:
         buff = buff[1:]
     kind = MatchType.FULL
     search = buff
     for i, ch in enumerate(buff):
-        if ch == "*":
-            if i == 0:
-                search = buff[1:]
-                kind = MatchType.END_ONLY
-            else:
-                if kind == MatchType.END_ONLY:
-                    kind = MatchType.MIDDLE_ONLY
-                else:
-                    kind = MatchType.FRONT_ONLY
-                search = buff[1:i] if buff[0] == "*" else buff[:i]
-                if i != len(buff) - 1:
-                    return MatchType.GLOB, buff, negate
-                break
-        elif ch in "?[\\":
-            return MatchType.GLOB, buff, negate
+        if ch != "*":
+            continue
+        if i == 0:
+            search = buff[1:]
+            kind = MatchType.END_ONLY
+        else:
+            kind = MatchType.MIDDLE_ONLY if kind == MatchType.END_ONLY else MatchType.FRONT_ONLY
+            search = buff[1:i] if kind == MatchType.MIDDLE_ONLY else buff[:i]
+            break
     return kind, search, negate
 
 
 def ftrace_match(name: str, kind: MatchType, search: str) -> bool:
+    """ftrace_match(): compare a symbol name with a parsed pattern."""
     if kind == MatchType.FULL:
         return name == search
     if kind == MatchType.FRONT_ONLY:
         return name.startswith(search)
     if kind == MatchType.MIDDLE_ONLY:
         return search in name
-    if kind == MatchType.END_ONLY:
-        return name.endswith(search)
-    return fnmatch.fnmatchcase(name, search)
+    return name.endswith(search)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Callable, Iterable
 
-from .tracer import BreakpointHit, GraphEntry, RingBuffer, TraceEntry
+from .tracer import GraphEntry, RingBuffer, TraceEntry
 
 IRQ_HEADER = (
     "#                              _-----=> irqs-off\n"
@@ -34,11 +34,9 @@ def trace_header(tracer: str, buffer: RingBuffer, nr_cpus: int, ftrace_dead: boo
 
 def format_entry(entry: TraceEntry, name_ip: Callable[[int], str]) -> str:
     """`%16s-%-5d [%03d] .... %5lu.%06lu: func <-parent` (trace_print_context + the function
-    event's output); an int3 met at a site being rewritten says so instead."""
+    event's output)."""
     secs, usecs = entry.ts // 1_000_000_000, (entry.ts % 1_000_000_000) // 1000
     head = f"{entry.comm:>16}-{entry.pid:<5d} [{entry.cpu:03d}] .... {secs:5d}.{usecs:06d}: "
-    if isinstance(entry, BreakpointHit):
-        return head + f"int3 at {name_ip(entry.ip)} (ftrace_int3_handler: skipped as a nop)\n"
     line = head + name_ip(entry.ip)
     if entry.parent_ip:
         line += f" <-{name_ip(entry.parent_ip)}"
@@ -103,10 +101,7 @@ def format_graph(entries: list, name_ip: Callable[[int], str], nr_cpus: int, tra
             indent = "  " * e.depth
             prefix = f" {cpu:>{width}}) "
             nxt = evs[i + 1] if i + 1 < len(evs) else None
-            if isinstance(e, BreakpointHit):
-                text = f"{prefix}{' ' * 14}|  /* int3 at {name_ip(e.ip)}: skipped as a nop */"
-                i += 1
-            elif not isinstance(e, GraphEntry):
+            if not isinstance(e, GraphEntry):
                 i += 1  # a function-tracer event left from before: not part of the graph
                 continue
             elif not e.exit and nxt is not None and nxt.exit and nxt.func == e.func and nxt.depth == e.depth:
@@ -136,8 +131,6 @@ def entry_record(e, describe: Describe) -> dict:
     parent_symbol, _ = describe(e.parent_ip) if e.parent_ip else (None, None)
     rec = {"ts": e.ts, "cpu": e.cpu, "task": e.comm, "pid": e.pid, "ip": f"{e.ip:#x}", "symbol": symbol,
            "parent_ip": f"{e.parent_ip:#x}", "parent_symbol": parent_symbol, "module": module}
-    if isinstance(e, BreakpointHit):
-        rec["type"] = "int3"
     if hasattr(e, "exit"):
         rec.update({"type": "exit" if e.exit else "entry", "depth": e.depth})
         if e.exit:
@@ -165,10 +158,6 @@ def format_chrome(entries: Iterable, describe: Describe, nr_cpus: int) -> str:
         ts = e.ts / 1000.0  # the format's unit is microseconds
         last_ts[e.cpu] = ts
         args = {"task": f"{e.comm}-{e.pid}", "ip": f"{e.ip:#x}"}
-        if isinstance(e, BreakpointHit):
-            events.append({"ph": "i", "s": "t", "name": f"int3 at {name}", "cat": "ftrace_int3_handler", "pid": 1,
-                           "tid": e.cpu, "ts": ts, "args": args})
-            continue
         if not hasattr(e, "exit"):
             parent, _ = describe(e.parent_ip) if e.parent_ip else ("", None)
             events.append({"ph": "i", "s": "t", "name": name, "cat": "function", "pid": 1, "tid": e.cpu,

@@ -161,6 +161,11 @@ class System:
             self.tracer.breakpoint_hit(cpu, rip - 1)
         return resume
 
+    def set_tracing_on(self, on: bool) -> None:
+        """tracer_tracing_on()/off(): the ring buffer records or not, for every tracer."""
+        self.tracer.tracing_on = on
+        self.graph.tracing_on = on
+
     def configure_global_ops(self, graph: bool) -> None:
         """The function tracer's callback, or the stub for function_graph (whose work is done
         by the graph caller)."""

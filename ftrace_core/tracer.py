@@ -51,19 +51,6 @@ class TraceEntry:
     parent_ip: int
 
 
-@dataclass(frozen=True, slots=True)
-class BreakpointHit:
-    """A CPU met one of ftrace's int3s while a site was being rewritten, and
-    ftrace_int3_handler sent it past the site as if it were a nop."""
-
-    ts: int
-    cpu: int
-    comm: str
-    pid: int
-    ip: int
-    parent_ip: int = 0
-
-
 class RingBuffer:
     """Per-CPU buffers of bounded size; the oldest entries go when one is full."""
 
@@ -179,8 +166,8 @@ class FunctionTracer:
             self.guest.set_recording(True)
 
     def breakpoint_hit(self, cpu, ip: int) -> None:
-        """Recorded whether or not tracing is on: it is what the machine did, not a traced call."""
-        self.buffer.record(BreakpointHit(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, ip))
+        """A CPU met one of ftrace's int3s and was sent past the site: told to the listeners
+        (the timeline), never to the ring buffer, which holds only what the kernel's does."""
         for listener in list(self.bp_listeners):
             listener(cpu.index, ip)
 

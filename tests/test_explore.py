@@ -15,8 +15,7 @@ from ftrace_core.scenario import load_scenario, parse_scenario, run_scenario
 RACE = load_scenario("race")
 SMALL = parse_scenario("""
 cpu 0: echo function > current_tracer
-cpu 0: call workload_getpid
-cpu 1: echo 'do_syscall_64 get_current_pid' > set_ftrace_filter
+cpu 1: echo get_current_pid > set_ftrace_filter
 cpu 1: call workload_getpid
 """, "small.scn")
 

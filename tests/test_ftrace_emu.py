@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import fnmatch
 from pathlib import Path
 
@@ -87,14 +89,57 @@ def test_parents_are_callers_that_were_traced_before(system):
     assert seen_guest == len(entries)
 
 
-def test_filter_selects_what_the_kernels_glob_rules_select(system):
+@pytest.mark.parametrize("pattern,selects", [
+    # kernel/trace/trace_events_filter.c filter_parse_regex() before v4.10: a leading '*', a
+    # trailing '*', both; a '*' after the first character ends the pattern there.
+    ("*schedule", lambda f: f.endswith("schedule")),
+    ("*schedule*", lambda f: "schedule" in f),
+    ("schedule*", lambda f: f.startswith("schedule")),
+    ("*d_*lookup", lambda f: "d_" in f),  # MIDDLE_ONLY "d_": "lookup" is never looked at
+    ("vfs_*write", lambda f: f.startswith("vfs_")),  # FRONT_ONLY "vfs_"
+    ("vfs_read", lambda f: f == "vfs_read"),
+])
+def test_filter_selects_what_the_kernels_glob_rules_select(system, pattern, selects):
     available = system.tracefs.read("available_filter_functions").splitlines()
     system.tracefs.write("current_tracer", "function")
-    for pattern in ("*schedule", "*schedule*", "schedule*", "*d_*lookup", "sch?dule", "vfs_read"):
+    system.tracefs.write("set_ftrace_filter", pattern)
+    expected = [f for f in available if selects(f)]
+    assert expected and system.tracefs.read("set_ftrace_filter").splitlines() == expected
+    assert _funcs(system.tracefs.read("enabled_functions")) == expected
+
+
+@pytest.mark.parametrize("pattern", ["sch?dule", "vfs_[rw]*", "\\vfs_read", "!", "vfs_read:", "vfs_read:nosuch:x"])
+def test_a_pattern_the_tree_does_not_know_fails_and_leaves_an_empty_filter(system, pattern):
+    """'?', '[' and '\\' are plain characters before v4.10, so these match nothing; '!' alone
+    is an empty pattern; 'func:' and unknown commands are -EINVAL (ftrace_process_regex).
+    ftrace_regex_open() emptied the hash (O_TRUNC) and ftrace_regex_release() commits it
+    anyway: afterwards every function is traced."""
+    system.tracefs.write("set_ftrace_filter", "vfs_read")
+    with pytest.raises(TracefsError) as info:
         system.tracefs.write("set_ftrace_filter", pattern)
-        expected = [f for f in available if fnmatch.fnmatchcase(f, pattern)]
-        assert system.tracefs.read("set_ftrace_filter").splitlines() == expected, pattern
-        assert _funcs(system.tracefs.read("enabled_functions")) == expected, pattern
+    assert info.value.errno == errno.EINVAL
+    assert system.tracefs.read("set_ftrace_filter") == "#### all functions enabled ####\n"
+
+
+def test_each_write_takes_one_token_and_a_failed_token_keeps_the_earlier_ones(system):
+    """trace_get_user() reads one token a write; echo's write loop sends the rest."""
+    with pytest.raises(TracefsError, match="'bogus' matches no function"):
+        system.tracefs.write("set_ftrace_filter", "vfs_read bogus vfs_write")
+    assert system.tracefs.read("set_ftrace_filter") == "vfs_read\n"
+
+
+def test_a_token_split_across_two_writes_is_joined_and_committed_at_release(system):
+    from emu.sched import run_to_completion
+    from ftrace_core.tracefs import O_TRUNC, O_WRONLY
+
+    fs = system.tracefs
+    handle = run_to_completion(fs.open_steps("set_ftrace_filter", O_WRONLY | O_TRUNC))
+    assert run_to_completion(handle.write_steps(b"vfs_")) == 4
+    assert run_to_completion(handle.write_steps(b"read vfs_wr")) == 5  # one token: "vfs_read "
+    assert run_to_completion(handle.write_steps(b"vfs_wr")) == 6
+    assert fs.read("set_ftrace_filter") == "#### all functions enabled ####\n"  # nothing committed yet
+    run_to_completion(handle.release_steps())  # "vfs_wr" unterminated: matched as a plain glob
+    assert fs.read("set_ftrace_filter") == "vfs_read\n"
 
 
 def test_filter_append_negate_and_reset(system):
@@ -106,12 +151,15 @@ def test_filter_append_negate_and_reset(system):
     assert sorted(fs.read("set_ftrace_filter").split()) == ["schedule", "vfs_read", "vfs_write"]
     fs.write("set_ftrace_filter", "!vfs_*", append=True)
     assert fs.read("set_ftrace_filter") == "schedule\n"
+    # ftrace_regex_write(): vfs_read is taken, nosuchfunc fails; the release commits the
+    # hash the open truncated, with vfs_read in it.
     with pytest.raises(TracefsError, match="'nosuchfunc' matches no function") as info:
         fs.write("set_ftrace_filter", "vfs_read nosuchfunc")
     assert info.value.errno == 22
-    assert fs.read("set_ftrace_filter") == "schedule\n"  # unchanged
-    with pytest.raises(TracefsError, match="invalid command"):
-        fs.write("set_ftrace_filter", "schedule:bogus")
+    assert fs.read("set_ftrace_filter") == "vfs_read\n"
+    with pytest.raises(TracefsError, match="no such command") as info:
+        fs.write("set_ftrace_filter", "schedule:bogus", append=True)
+    assert info.value.errno == 22 and fs.read("set_ftrace_filter") == "vfs_read\n"  # O_APPEND kept it
     fs.write("set_ftrace_filter", "")
     assert fs.read("set_ftrace_filter") == "#### all functions enabled ####\n"
 
@@ -190,8 +238,16 @@ def test_write_to_read_only_text_gives_eperm_report_and_kills_ftrace(system, pat
     assert "WARNING: CPU: 0 PID: 1042 at kernel/trace/ftrace.c ftrace_bug" in dmesg
     assert ftrace.ftrace_disabled
     assert system.read(rec.ip, 5) == bytes.fromhex("0f1f440000")
+    # After the kill the kernel's function tracer still "starts" (function_trace_init()
+    # ignores register_ftrace_function()'s -ENODEV); function_graph's init fails with it, and
+    # the filter files no longer open (ftrace_regex_open()).
+    system.tracefs.write("current_tracer", "function")
+    assert system.tracefs.read("current_tracer") == "function\n"
     with pytest.raises(FtraceDead, match="current_tracer: ftrace is disabled") as info:
-        system.tracefs.write("current_tracer", "function")
+        system.tracefs.write("current_tracer", "function_graph")
+    assert info.value.errno == 19
+    with pytest.raises(FtraceDead, match="set_ftrace_filter: ftrace is disabled") as info:
+        system.tracefs.write("set_ftrace_filter", "vfs_read")
     assert info.value.errno == 19
     header = system.tracefs.read("trace").splitlines()
     assert header[2:4] == ["# WARNING: FUNCTION TRACING IS CORRUPTED", "#          MAY BE MISSING FUNCTION EVENTS"]
@@ -285,7 +341,7 @@ def test_every_variant_traces_a_module_loaded_while_tracing_when_nothing_races(v
 def test_the_file_lists_match_what_tracefs_serves(system):
     from ftrace_core.tracefs import READABLE_FILES, WRITABLE_FILES
 
-    assert sorted(WRITABLE_FILES) == sorted(system.tracefs._writers)
+    assert sorted(WRITABLE_FILES) == system.tracefs.writable_files
     assert sorted(READABLE_FILES) == system.tracefs.files
 
 

@@ -38,11 +38,13 @@ def test_echo_and_cat_filter(shell):
     assert run(shell, "cat set_ftrace_filter") == "vfs_write\n"
 
 
-def test_invalid_filter_is_one_line_and_changes_nothing(shell):
+def test_invalid_filter_is_one_line_and_leaves_what_the_kernel_leaves(shell):
     run(shell, "echo vfs_read > set_ftrace_filter")
-    out = run(shell, "echo nosuch > set_ftrace_filter")
+    out = run(shell, "echo nosuch >> set_ftrace_filter")
     assert out == "echo: write error: Invalid argument (set_ftrace_filter: 'nosuch' matches no function)\n"
-    assert run(shell, "cat set_ftrace_filter") == "vfs_read\n"
+    assert run(shell, "cat set_ftrace_filter") == "vfs_read\n"  # O_APPEND: the copy is committed
+    run(shell, "echo nosuch > set_ftrace_filter")
+    assert run(shell, "cat set_ftrace_filter") == "#### all functions enabled ####\n"  # O_TRUNC emptied it
     assert run(shell, "echo 'vfs_*:frob:x' >> set_ftrace_filter").startswith("echo: write error: Invalid argument (")
     assert run(shell, "echo bogus > current_tracer").startswith("echo: write error: Invalid argument (current_tracer: ")
 

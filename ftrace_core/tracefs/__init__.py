@@ -1,0 +1,340 @@
+"""tracefs: the files a person uses to drive ftrace, with the kernel's formats, errors and
+file semantics (open, write, release), in one place for the CLI, the shell and the API.
+
+`open_steps(name, flags)` gives a handle whose `read_steps()`, `write_steps(data)` and
+`release_steps()` are what the kernel's file_operations do.  `read(name)` is `cat name`;
+`write(name, text, append=False)` is `echo text > name` (or `>>`): an open with O_TRUNC (or
+O_APPEND), writes of what remains until all is taken (each write of a filter file takes one
+token, as trace_get_user does), then the release, whether a write failed or not.  The
+`*_steps` forms are generators, for running them as a task on an emulated CPU.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Callable, Generator, Iterator
+
+from emu.sched import Lock, run_to_completion
+
+from ..errors import FtraceDead, TracefsError
+from ..flags import (
+    FTRACE_FL_ENABLED, FTRACE_FL_IPMODIFY, FTRACE_FL_REGS, FTRACE_FL_TRAMP_EN, FTRACE_START_FUNC_RET,
+    FTRACE_STOP_FUNC_RET, ftrace_rec_count,
+)
+from ..hash import FtraceHash
+from ..output import GRAPH_HEADER, format_entries, format_graph, format_lost, format_trace
+from ..tracer import ENTRY_BYTES
+from .regex import O_APPEND, O_TRUNC, RegexHandle
+
+if TYPE_CHECKING:
+    from ..system import System
+
+O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
+TRACERS = ("function_graph", "function", "nop")
+_UNDER_FTRACE_LOCK = ("set_ftrace_filter", "set_ftrace_notrace", "available_filter_functions", "enabled_functions")
+_FILTER_FILES = {"set_ftrace_filter": True, "set_ftrace_notrace": False}
+#: The files, for checking names before anything runs (scenario files, the CLI).
+WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "set_ftrace_filter", "set_ftrace_notrace", "trace",
+                  "tracing_on")
+READABLE_FILES = ("available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer",
+                  "enabled_functions", "set_ftrace_filter", "set_ftrace_notrace", "trace", "trace_pipe", "tracing_on")
+#: Per-CPU buffers are held in host memory: keep them to a sane size.
+MAX_BUFFER_KB = 65536
+ULONG_MAX = (1 << 64) - 1
+
+
+def kstrtoul(name: str, data: bytes) -> int:
+    """kstrtoul_from_user(buf, count, 10): a decimal unsigned long, one trailing newline
+    allowed; -EINVAL otherwise, -ERANGE past ULONG_MAX."""
+    text = data.decode("latin-1")
+    if text.endswith("\n"):
+        text = text[:-1]
+    if text.startswith("+"):
+        text = text[1:]
+    if not text or not text.isascii() or not text.isdigit():
+        raise TracefsError(f"{name}: {data!r} is not a decimal number", errno.EINVAL)
+    value = int(text)
+    if value > ULONG_MAX:
+        raise TracefsError(f"{name}: {text} is out of range", errno.ERANGE)
+    return value
+
+
+class SimpleHandle:
+    """An open file whose write takes the whole buffer at once (the kernel's simple writes):
+    current_tracer, tracing_on, trace, buffer_size_kb.  A read shows the file as it was at
+    the first read of this open, as seq_file does."""
+
+    def __init__(self, tracefs: "Tracefs", name: str, flags: int):
+        self.tracefs, self.name, self.flags = tracefs, name, flags
+        self._text: str | None = None
+
+    def read_steps(self) -> Generator[object, None, str]:
+        if self._text is None:
+            self._text = yield from self.tracefs._read_now(self.name)
+        return self._text
+
+    def write_steps(self, data: bytes) -> Generator[object, None, int]:
+        writer = self.tracefs._writers[self.name]
+        yield from writer(data)
+        return len(data)
+
+    def release_steps(self) -> Generator[object, None, None]:
+        yield from ()
+
+
+class FilterHandle(RegexHandle):
+    """set_ftrace_filter / set_ftrace_notrace: ftrace_regex_open() semantics, and reads of
+    the committed hash under ftrace_lock."""
+
+    def __init__(self, tracefs: "Tracefs", name: str, flags: int):
+        super().__init__(tracefs.system, name, _FILTER_FILES[name], (flags & 3) != O_RDONLY, flags)
+        self.tracefs = tracefs
+        self._text: str | None = None
+
+    def read_steps(self) -> Generator[object, None, str]:
+        if self._text is None:
+            self._text = yield from self.tracefs._read_now(self.name)
+        return self._text
+
+
+class Tracefs:
+    def __init__(self, system: "System"):
+        self.system = system
+        self.current_tracer = "nop"
+        self.trace_types_lock = Lock("trace_types_lock")
+        self._readers: dict[str, Callable[[], str]] = {
+            "current_tracer": lambda: self.current_tracer + "\n",
+            "available_tracers": lambda: " ".join(TRACERS) + "\n",
+            "tracing_on": lambda: ("1" if system.tracer.tracing_on else "0") + "\n",
+            "set_ftrace_filter": lambda: self._read_hash(system.global_ops.filter_hash, notrace=False),
+            "set_ftrace_notrace": lambda: self._read_hash(system.global_ops.notrace_hash, notrace=True),
+            "available_filter_functions": self._available_filter_functions,
+            "enabled_functions": self._enabled_functions,
+            "trace": self._trace,
+            "trace_pipe": self._trace_pipe,
+            "buffer_size_kb": self._buffer_size_kb,
+        }
+        self._writers: dict[str, Callable[[bytes], Iterator[object]]] = {
+            "current_tracer": self._write_current_tracer,
+            "tracing_on": self._write_tracing_on,
+            "trace": self._write_trace,
+            "buffer_size_kb": self._write_buffer_size_kb,
+        }
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(self._readers)
+
+    @property
+    def writable_files(self) -> list[str]:
+        return sorted(set(self._writers) | set(_FILTER_FILES))
+
+    # -- the file interface -------------------------------------------------------------------
+    def open_steps(self, name: str, flags: int = O_RDONLY) -> Generator[object, None, object]:
+        """open(2) on a tracefs file: a handle, or TracefsError with the kernel's errno."""
+        if name not in self._readers:
+            raise TracefsError(f"{name}: no such tracefs file (have: {', '.join(self.files)})", errno.ENOENT)
+        writing = (flags & 3) != O_RDONLY
+        if writing and name not in WRITABLE_FILES:
+            raise TracefsError(f"{name}: file is read-only", errno.EACCES)
+        if name in _FILTER_FILES:
+            ftrace = self.system.ftrace
+            ftrace.touch_disabled()
+            if ftrace.ftrace_disabled:  # ftrace_regex_open(): -ENODEV once ftrace is dead
+                raise FtraceDead(name)
+            return FilterHandle(self, name, flags)
+        if name == "trace" and writing and flags & O_TRUNC:
+            # tracing_open(): opening `trace` for writing with O_TRUNC empties the buffers.
+            self._touch(("trace",), write=True)
+            self.system.buffer.reset()
+        yield from ()
+        return SimpleHandle(self, name, flags)
+
+    def read(self, name: str) -> str:
+        return run_to_completion(self.read_steps(name))
+
+    def read_steps(self, name: str) -> Generator[object, None, str]:
+        """`cat name`: open, read, release."""
+        handle = yield from self.open_steps(name)
+        try:
+            return (yield from handle.read_steps())
+        finally:
+            yield from handle.release_steps()
+
+    def write(self, name: str, text: str, append: bool = False) -> None:
+        run_to_completion(self.write_steps(name, text, append))
+
+    def write_steps(self, name: str, text: str, append: bool = False) -> Generator[object, None, None]:
+        """`echo text > name` (`>>` with append): open, write what remains until all of it is
+        taken or a write fails, then release (which commits a filter file's hash either way)."""
+        handle = yield from self.open_steps(name, O_WRONLY | (O_APPEND if append else O_TRUNC))
+        data = (text if text.endswith("\n") else text + "\n").encode()  # echo adds the newline
+        error: TracefsError | None = None
+        try:
+            while data:
+                taken = yield from handle.write_steps(data)
+                if taken <= 0:
+                    break
+                data = data[taken:]
+        except TracefsError as exc:
+            error = exc
+        yield from handle.release_steps()
+        if error is not None:
+            raise error
+
+    def _read_now(self, name: str) -> Generator[object, None, str]:
+        """A file's text now: files showing ftrace's records and hashes are read under
+        ftrace_lock, as the kernel's seq_file iterators take it."""
+        reader = self._readers[name]
+        if name in _UNDER_FTRACE_LOCK:
+            lock = self.system.ftrace.ftrace_lock
+            yield from lock.acquire()
+            try:
+                return reader()
+            finally:
+                lock.release()
+        if name == "current_tracer":
+            yield from self.trace_types_lock.acquire()
+            try:
+                return reader()
+            finally:
+                self.trace_types_lock.release()
+        self._touch(("trace",), write=name == "trace_pipe")
+        self.system.ftrace.touch_disabled()
+        return reader()
+
+    def _touch(self, token: object, write: bool) -> None:
+        tracker = self.system.kernel.machine.tracker
+        if tracker is not None:
+            tracker.touch(token, write)
+
+    # -- current_tracer, tracing_on, trace ----------------------------------------------------
+    def _write_current_tracer(self, data: bytes) -> Iterator[object]:
+        """tracing_set_trace_write(): trailing whitespace stripped, then tracing_set_tracer()."""
+        name = data.decode("latin-1").rstrip()
+        if name not in TRACERS:
+            raise TracefsError(f"current_tracer: no tracer named {name!r} (available: {' '.join(TRACERS)})",
+                               errno.EINVAL)
+        # tracing_set_tracer() runs under trace_types_lock.
+        yield from self.trace_types_lock.acquire()
+        try:
+            if name == self.current_tracer:
+                return
+            yield from self._tracer_stop(self.current_tracer)
+            self.current_tracer = "nop"
+            self._touch(("trace",), write=True)
+            self.system.buffer.reset()  # tracer_init() resets the buffers
+            yield from self._tracer_start(name)
+            self.current_tracer = name
+        finally:
+            self.trace_types_lock.release()
+
+    def _tracer_start(self, name: str) -> Iterator[object]:
+        """function: global_ops calls function_trace_call; function_trace_init() ignores what
+        register_ftrace_function() returns, so on a dead ftrace the write still succeeds.
+        function_graph: global_ops calls the stub and ftrace_graph_call jumps to the graph
+        caller; graph_trace_init() fails with register_ftrace_graph()'s error."""
+        s = self.system
+        if name == "nop":
+            return
+        graph = name == "function_graph"
+        s.configure_global_ops(graph)
+        ret = yield from s.ftrace.register_ftrace_function(s.global_ops, FTRACE_START_FUNC_RET if graph else 0)
+        if ret and graph:
+            raise self._errno_error("current_tracer", ret)
+        s.graph.active = graph and not ret
+
+    def _tracer_stop(self, name: str) -> Iterator[object]:
+        """The tracer's reset: unregistering's error is ignored by both tracers."""
+        s = self.system
+        if name == "nop":
+            return
+        graph = name == "function_graph"
+        yield from s.ftrace.unregister_ftrace_function(s.global_ops, FTRACE_STOP_FUNC_RET if graph else 0)
+        s.graph.active = False
+
+    def _write_tracing_on(self, data: bytes) -> Iterator[object]:
+        """rb_simple_write(): any unsigned number; non-zero turns the ring buffer on and calls
+        the tracer's start (the function tracer's empties the buffers), zero turns it off."""
+        value = kstrtoul("tracing_on", data)
+        yield from self.trace_types_lock.acquire()
+        try:
+            self._touch(("trace",), write=True)
+            self.system.set_tracing_on(bool(value))
+            if value and self.current_tracer == "function":
+                self.system.buffer.reset()  # function_trace_start(): tracing_reset_online_cpus()
+        finally:
+            self.trace_types_lock.release()
+
+    def _write_trace(self, data: bytes) -> Iterator[object]:
+        """tracing_write_stub(): writes are taken and ignored (O_TRUNC at open cleared it)."""
+        yield from ()
+
+    def _trace(self) -> str:
+        s = self.system
+        if self.current_tracer == "function_graph":
+            return format_graph(s.buffer.entries(), s.env.name_ip, len(s.kernel.cpus), "function_graph",
+                                s.ftrace.ftrace_disabled)
+        return format_trace(self.current_tracer, s.buffer, len(s.kernel.cpus), s.ftrace.ftrace_disabled,
+                            s.env.name_ip)
+
+    def _trace_pipe(self) -> str:
+        entries, lost = self.system.buffer.consume()
+        if self.current_tracer == "function_graph":
+            text = format_graph(entries, self.system.env.name_ip, len(self.system.kernel.cpus)).split(
+                GRAPH_HEADER, 1)[1]
+            return "".join(format_lost(cpu, n) for cpu, n in enumerate(lost) if n) + text
+        return format_entries(entries, self.system.env.name_ip, lost)
+
+    def _buffer_size_kb(self) -> str:
+        return f"{self.system.buffer.entries_per_cpu * ENTRY_BYTES // 1024}\n"
+
+    def _write_buffer_size_kb(self, data: bytes) -> Iterator[object]:
+        value = kstrtoul("buffer_size_kb", data)
+        if value == 0:  # tracing_entries_write(): "must have at least 1 entry"
+            raise TracefsError("buffer_size_kb: must be at least 1", errno.EINVAL)
+        if value > MAX_BUFFER_KB:
+            raise TracefsError(f"buffer_size_kb: {value}: this machine keeps at most {MAX_BUFFER_KB} KB a CPU",
+                               errno.ENOMEM)
+        self._touch(("trace",), write=True)
+        self.system.buffer.resize(max(1, value * 1024 // ENTRY_BYTES))
+        yield from ()
+
+    # -- listings ---------------------------------------------------------------------------
+    def _read_hash(self, hash_: FtraceHash, notrace: bool) -> str:
+        if hash_.empty:
+            return "#### no functions disabled ####\n" if notrace else "#### all functions enabled ####\n"
+        name = self.system.env.name_ip
+        return "".join(f"{name(rec.ip)}\n" for rec in self.system.ftrace.records if rec.ip in hash_)
+
+    def _available_filter_functions(self) -> str:
+        ftrace = self.system.ftrace
+        if ftrace.ftrace_disabled:
+            return ""
+        name = self.system.env.name_ip
+        return "".join(f"{name(rec.ip)}\n" for rec in ftrace.records)
+
+    def _enabled_functions(self) -> str:
+        ftrace = self.system.ftrace
+        if ftrace.ftrace_disabled:
+            return ""
+        env = self.system.env
+        target = ftrace.ftrace_trace_function
+        lines = []
+        for rec in ftrace.records:
+            if not rec.flags & FTRACE_FL_ENABLED:
+                continue
+            line = (f"{env.name_ip(rec.ip)} ({ftrace_rec_count(rec.flags)})"
+                    f"{' R' if rec.flags & FTRACE_FL_REGS else '  '}"
+                    f"{' I' if rec.flags & FTRACE_FL_IPMODIFY else '  '}")
+            if rec.flags & FTRACE_FL_TRAMP_EN:
+                line += f"\ttramp: {env.format_ip(ftrace.ftrace_get_addr_curr(rec))}"
+            line += f" ->{env.format_ip(target)}"
+            lines.append(line + "\n")
+        return "".join(lines)
+
+    @staticmethod
+    def _errno_error(file: str, ret: int) -> TracefsError:
+        if ret == -errno.ENODEV:
+            return FtraceDead(file)
+        return TracefsError(f"{file}: failed with {-ret} ({errno.errorcode.get(-ret, '?')})", -ret)
