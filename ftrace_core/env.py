@@ -16,6 +16,9 @@ class KernelEnv(Protocol):
     def name_ip(self, ip: int) -> str:
         """%ps: `sym [mod]`."""
 
+    def sym_short(self, ip: int) -> str:
+        """seq_print_sym_short(), as the function tracer prints: `sym`, no module."""
+
     def warn(self, where: str) -> None:
         """WARN(): the "cut here" block naming where it fired and the current CPU and task."""
 

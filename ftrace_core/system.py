@@ -86,6 +86,11 @@ class EmulatedEnv:
     def format_ip(self, ip: int) -> str:
         return self.kernel.kallsyms.format(ip)
 
+    def sym_short(self, ip: int) -> str:
+        """seq_print_sym_short(): the bare symbol name, module or not; nothing if unknown."""
+        hit = self.kernel.kallsyms.lookup(ip)
+        return hit[0].name if hit else ""
+
     def name_ip(self, ip: int) -> str:
         hit = self.kernel.kallsyms.lookup(ip)
         if hit is None:

@@ -71,6 +71,9 @@ class FakeEnv:
     def name_ip(self, ip: int) -> str:
         return f"fn_{ip - FAKE_BASE:x}"
 
+    def sym_short(self, ip: int) -> str:
+        return self.name_ip(ip)
+
     def warn(self, where: str) -> None:
         self.warnings.append(where)
 

@@ -142,8 +142,8 @@ def test_build_a_module_from_c_load_call_and_trace_it_in_every_format(tmp_path, 
     base = ["trace", "--module", str(ko), "--filter", "*:mod:mymod", "--run", "my_entry 20"]
     code, text, _ = _run(capsys, *base)
     lines = [l for l in text.splitlines() if not l.startswith("#")]
-    assert [l.split(": ", 1)[1] for l in lines] == ["my_entry [mymod] <-guest_return_trap",
-                                                    "my_double [mymod] <-my_entry [mymod]"]
+    # the function event prints bare names (trace_output.c seq_print_sym_short, v4.4-v4.8)
+    assert [l.split(": ", 1)[1] for l in lines] == ["my_entry <-guest_return_trap", "my_double <-my_entry"]
     code, out, _ = _run(capsys, *base, "--format", "json")
     assert [json.loads(l)["module"] for l in out.splitlines()] == ["mymod", "mymod"]
     code, out, _ = _run(capsys, *base, "--format", "chrome", "--tracer", "function_graph")

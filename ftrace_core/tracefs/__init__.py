@@ -275,8 +275,10 @@ class Tracefs:
         if self.current_tracer == "function_graph":
             return format_graph(s.buffer.entries(), s.env.name_ip, len(s.kernel.cpus), "function_graph",
                                 s.ftrace.ftrace_disabled)
+        # The function event prints with seq_print_ip_sym(): bare names (function_graph's %ps
+        # keeps " [mod]").
         return format_trace(self.current_tracer, s.buffer, len(s.kernel.cpus), s.ftrace.ftrace_disabled,
-                            s.env.name_ip)
+                            s.env.sym_short)
 
     def _trace_pipe(self) -> str:
         entries, lost = self.system.buffer.consume()
@@ -284,7 +286,7 @@ class Tracefs:
             text = format_graph(entries, self.system.env.name_ip, len(self.system.kernel.cpus)).split(
                 GRAPH_HEADER, 1)[1]
             return "".join(format_lost(cpu, n) for cpu, n in enumerate(lost) if n) + text
-        return format_entries(entries, self.system.env.name_ip, lost)
+        return format_entries(entries, self.system.env.sym_short, lost)
 
     def _buffer_size_kb(self) -> str:
         return f"{self.system.buffer.entries_per_cpu * ENTRY_BYTES // 1024}\n"
