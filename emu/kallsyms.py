@@ -29,6 +29,9 @@ class Kallsyms:
         self._addrs: list[int] = []
         self._by_name: dict[tuple[str, str | None], KSym] = {}
         self._text_ranges: dict[str | None, list[tuple[int, int]]] = {}
+        #: Modules still UNFORMED: __module_address() skips them, so kallsyms, %pS and the
+        #: filters do not see their symbols yet (v4.4-v4.8 kernel/module.c).
+        self.unformed: set[str] = set()
 
     def add(self, syms: list[KSym], module: str | None = None,
             text_ranges: list[tuple[int, int]] | None = None) -> None:
@@ -41,6 +44,7 @@ class Kallsyms:
             self._text_ranges[module] = list(text_ranges)
 
     def remove_module(self, module: str) -> None:
+        self.unformed.discard(module)
         self._syms = [s for s in self._syms if s.module != module]
         self._addrs = [s.addr for s in self._syms]
         self._by_name = {k: v for k, v in self._by_name.items() if v.module != module}
@@ -49,21 +53,25 @@ class Kallsyms:
     def modules(self) -> set[str]:
         return {s.module for s in self._syms if s.module}
 
-    def lookup(self, addr: int) -> tuple[KSym, int] | None:
+    def lookup(self, addr: int, unformed: bool = False) -> tuple[KSym, int] | None:
         """The symbol containing addr and the offset into it, or None.  A sized symbol wins
-        over a bare label at the same place (so __fentry__, not the linker's _text)."""
+        over a bare label at the same place (so __fentry__, not the linker's _text).  An
+        UNFORMED module's symbols are found only when asked for (unformed=True: the tool's
+        own views, never what the kernel prints)."""
         i = bisect.bisect_right(self._addrs, addr) - 1
         label = None
         for sym in self._syms[max(0, i - 16): i + 1][::-1]:
+            if sym.module in self.unformed and not unformed:
+                continue
             if sym.size and sym.addr <= addr < sym.addr + sym.size:
                 return sym, addr - sym.addr
             if not sym.size and sym.addr == addr and label is None:
                 label = sym
         return (label, 0) if label is not None else None
 
-    def format(self, addr: int) -> str:
+    def format(self, addr: int, unformed: bool = False) -> str:
         """`sym+0xoff/0xsize [mod]` as %pS prints it, or the bare hex address."""
-        hit = self.lookup(addr)
+        hit = self.lookup(addr, unformed)
         if hit is None:
             return f"0x{addr:x}"
         sym, off = hit
@@ -90,7 +98,7 @@ class Kallsyms:
 
     def get(self, name: str, module: str | None = "*") -> KSym:
         addr = self.resolve(name, module)
-        hit = self.lookup(addr)
+        hit = self.lookup(addr, unformed=True)
         assert hit is not None
         return next((s for s in self._syms if s.addr == addr and s.name == name), hit[0])
 

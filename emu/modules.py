@@ -172,6 +172,7 @@ class ModuleLoader:
             self._simplify_and_relocate(mod, obj, placement)
             self._find_mcount_locs(mod, obj, placement)
             self.kallsyms.add(mod.symbols, mod.name, [(a.base, a.base + a.size) for a in mod.areas if a.kind == "text"])
+            self.kallsyms.unformed.add(mod.name)
             self._touch()
         except Exception:
             self._free(mod)
@@ -322,6 +323,7 @@ class ModuleLoader:
                 self.machine.protect(area.base, area.size, area.final, f"{mod.name}: module_enable_ro")
                 yield Point("module_enable_ro", f"{mod.name} .{area.kind} {area.final}")
             mod.state = ModuleState.COMING
+            self.kallsyms.unformed.discard(mod.name)  # "kallsyms etc. can see us"
             self._touch()
         finally:
             self.module_mutex.release()

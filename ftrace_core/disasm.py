@@ -3,6 +3,8 @@ ftrace call site: what dynamic ftrace's rewrites look like from the machine's si
 
 from __future__ import annotations
 
+from functools import partial
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -103,7 +105,7 @@ def disassemble_function(system: "System", symbol: str) -> Disassembly:
         code = system.read(sym.addr, size)
     except MemoryAccessError as exc:
         raise SymbolError(f"{symbol}: cannot read its text ({exc})") from None
-    fmt = kallsyms.format
+    fmt = partial(kallsyms.format, unformed=True)  # the tool's view: a loading module is named too
     insns = _decode(system, sym, code, fmt)
     site = _call_site(system, sym, insns, fmt)
     calls: list[str] = []
@@ -140,7 +142,7 @@ def _decode(system: "System", sym: KSym, code: bytes, fmt: Callable[[int], str])
                     and ci.operands[0].type == X86_OP_IMM:
                 target = ci.operands[0].imm & ((1 << 64) - 1)
             ref = _memory_ref(ci)
-            hit = system.kernel.kallsyms.lookup(ref) if ref is not None else None
+            hit = system.kernel.kallsyms.lookup(ref, unformed=True) if ref is not None else None
             insns.append(Instruction(ci.address, ci.address - sym.addr, bytes(ci.bytes), ci.mnemonic,
                                      ci.op_str, target, fmt(target) if target is not None else None,
                                      f"{ref:#x} <{fmt(ref)}>" if hit else None))

@@ -19,8 +19,9 @@ class KernelEnv(Protocol):
     def sym_short(self, ip: int) -> str:
         """seq_print_sym_short(), as the function tracer prints: `sym`, no module."""
 
-    def warn(self, where: str) -> None:
-        """WARN(): the "cut here" block naming where it fired and the current CPU and task."""
+    def warn(self, where: str, file: str = "kernel/trace/ftrace.c") -> None:
+        """WARN(): the "cut here" block naming the function (in file) where it fired, and the
+        current CPU and task."""
 
     def bug(self, where: str, detail: str) -> None:
         """BUG(): an oops of the current task, raised as emu.errors.GuestFault."""

@@ -86,6 +86,14 @@ class EmulatedEnv:
     def format_ip(self, ip: int) -> str:
         return self.kernel.kallsyms.format(ip)
 
+    def describe_ip(self, ip: int) -> str:
+        """`sym [mod]` for the tool's own views (timelines, invariants): a module still
+        UNFORMED, which the kernel's kallsyms hides, is named too."""
+        hit = self.kernel.kallsyms.lookup(ip, unformed=True)
+        if hit is None:
+            return f"0x{ip:x}"
+        return f"{hit[0].name} [{hit[0].module}]" if hit[0].module else hit[0].name
+
     def sym_short(self, ip: int) -> str:
         """seq_print_sym_short(): the bare symbol name, module or not; nothing if unknown."""
         hit = self.kernel.kallsyms.lookup(ip)
@@ -109,11 +117,11 @@ class EmulatedEnv:
             "---[ end trace 0000000000000000 ]---"])
         raise GuestFault(report, cpu=cpu.index, rip=0, address=None, kind="BUG")
 
-    def warn(self, where: str) -> None:
+    def warn(self, where: str, file: str = "kernel/trace/ftrace.c") -> None:
         cpu = self.kernel.cpus[self.kernel.current_cpu]
         mods = " ".join(m.name for m in reversed(self.kernel.modules.modules))
         self.printk("------------[ cut here ]------------\n")
-        self.printk(f"WARNING: CPU: {cpu.index} PID: {cpu.task.pid} at kernel/trace/ftrace.c {where}\n")
+        self.printk(f"WARNING: CPU: {cpu.index} PID: {cpu.task.pid} at {file} {where}()\n")
         self.printk(f"Modules linked in: {mods}\n")
         self.printk(f"CPU: {cpu.index} PID: {cpu.task.pid} Comm: {cpu.task.comm} Not tainted {self.uname} #1\n")
         self.printk("---[ end trace 0000000000000000 ]---\n")
@@ -143,7 +151,8 @@ class System:
                           ftrace_graph_call=sym("ftrace_graph_call"), ftrace_graph_caller=sym("ftrace_graph_caller"),
                           ftrace_graph_return=sym("ftrace_graph_return"))
         self.env = EmulatedEnv(kernel, self.tree.uname)
-        self.ftrace = Ftrace(ArchX86(EmulatedText(kernel), addrs, self.env.warn, self.env.bug), self.env, self.variant)
+        self.ftrace = Ftrace(ArchX86(EmulatedText(kernel), addrs,
+                                     lambda where: self.env.warn(where, "arch/x86/kernel/ftrace.c"), self.env.bug), self.env, self.variant)
         start, stop = sym("__start_mcount_loc"), sym("__stop_mcount_loc")
         raw = kernel.machine.read(start, stop - start)
         locs = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]

@@ -74,7 +74,7 @@ class FakeEnv:
     def sym_short(self, ip: int) -> str:
         return self.name_ip(ip)
 
-    def warn(self, where: str) -> None:
+    def warn(self, where: str, file: str = "kernel/trace/ftrace.c") -> None:
         self.warnings.append(where)
 
     def bug(self, where: str, detail: str) -> None:

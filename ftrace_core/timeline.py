@@ -71,7 +71,7 @@ class Timeline:
         self.system.tracer.bp_listeners.remove(self.on_int3)
 
     def on_int3(self, cpu: int, ip: int) -> None:
-        self._merge(cpu, ("int3",), "hits int3", self.system.env.name_ip(ip))
+        self._merge(cpu, ("int3",), "hits int3", self.system.env.describe_ip(ip))
 
     def add(self, cpu: int, text: str) -> None:
         self.rows.append(Row(cpu, text))
@@ -90,7 +90,7 @@ class Timeline:
         if isinstance(value, Point) and value.label in _POINT_ROWS:
             self.add(step.cpu, _POINT_ROWS[value.label].format(detail=value.detail))
         elif isinstance(value, Quantum):
-            self._merge(step.cpu, ("quantum",), "runs guest code", self.system.env.name_ip(value.rip))
+            self._merge(step.cpu, ("quantum",), "runs guest code", self.system.env.describe_ip(value.rip))
 
     def on_protect(self, lo: int, hi: int, perms, why: str) -> None:
         what = why.split(":")[0] if why else "protect"
@@ -99,7 +99,7 @@ class Timeline:
 
     def on_record(self, event: str, rec, detail: str) -> None:
         cpu = self.system.kernel.current_cpu
-        name = self.system.env.name_ip(rec.ip)
+        name = self.system.env.describe_ip(rec.ip)
         module = name.split(" [", 1)[1].rstrip("]") if " [" in name else "kernel"
         if event == "fault":
             err = errno.errorcode.get(-int(detail), detail) if detail.lstrip("-").isdigit() else detail

@@ -71,8 +71,11 @@ def test_echo_nop_while_a_module_loads_kills_ftrace_on_the_v4_5_kernels(variant,
     assert r.ftrace_disabled == dies
     if dies:
         assert r.killed_by == "FTRACE_WARN_ON_ONCE(rec->flags) in ftrace_shutdown()"
-        assert "  hello_answer+0x0/0xb [hello] flags:2000000\n" in r.bug
-        assert "WARNING: CPU: 0 PID: 1042 at kernel/trace/ftrace.c ftrace_shutdown" in r.dmesg
+        # pr_warn("  %pS flags:%lx\n"): on the seed hello is still UNFORMED, which kallsyms
+        # does not show (__module_address() skips it), so %pS prints the bare address.
+        name = "0xffffffffa0000000" if variant == "seed" else "hello_answer+0x0/0xb [hello]"
+        assert f"  {name} flags:2000000\n" in r.bug
+        assert "WARNING: CPU: 0 PID: 1042 at kernel/trace/ftrace.c ftrace_shutdown()\n" in r.dmesg
         assert not r.invariants["ftrace_alive"]
     else:
         assert all(r.invariants.values()), r.violations
