@@ -67,6 +67,15 @@ class Module:
     mcount_locs: list[int] = field(default_factory=list)  # call sites, relocated, file order
     init: int | None = None
     exit: int | None = None
+    #: Held while the module loads (UNFORMED, COMING): a second load of the same name waits on
+    #: it, as add_unformed_module() waits on module_wq until finished_loading().
+    loading: Lock | None = field(default=None, repr=False)
+
+    def finished_loading(self) -> None:
+        """LIVE, GOING or gone: wake_up_all(&module_wq)."""
+        if self.loading is not None:
+            self.loading.release()
+            self.loading = None
 
     @property
     def core_base(self) -> int:
@@ -156,16 +165,27 @@ class ModuleLoader:
         except ElfError as exc:
             raise ModuleLoadError(str(exc), ENOEXEC) from None
         name = _module_name(obj, path)
-        yield from self.module_mutex.acquire()
-        try:
-            existing = self.find(name)
-            if existing is not None:
-                raise ModuleLoadError(f"{name}: module is already loaded ({existing.state.name})", EEXIST)
-            mod = Module(name, path)
-            self.modules.append(mod)
-            self._touch()
-        finally:
-            self.module_mutex.release()
+        while True:  # add_unformed_module()
+            yield from self.module_mutex.acquire()
+            try:
+                existing = self.find(name)
+                wait = None
+                if existing is not None and existing.loading is not None:
+                    wait = existing.loading  # "Wait in case it fails to load."
+                elif existing is not None:
+                    raise ModuleLoadError(f"{name}: module is already loaded ({existing.state.name})", EEXIST)
+                else:
+                    mod = Module(name, path)
+                    mod.loading = Lock(f"module_wq:{name}")
+                    mod.loading.owner = mod  # a fresh lock: taken without waiting
+                    self.modules.append(mod)
+                    self._touch()
+            finally:
+                self.module_mutex.release()
+            if wait is None:
+                break
+            yield from wait.acquire()  # wait_event_interruptible(module_wq, finished_loading(name))
+            wait.release()
         yield Point("add_unformed_module", f"{name}: UNFORMED")
         try:
             placement = self._layout(mod, obj)
@@ -376,11 +396,13 @@ class ModuleLoader:
             name = _errname(ret)
             raise ModuleLoadError(f"{mod.name}: init_module returned {ret}" + (f" ({name})" if name else ""), -ret)
         mod.state = ModuleState.LIVE
+        mod.finished_loading()
         self._touch()
         yield Point("module_live", mod.name)
 
     def _going(self, mod: Module) -> Iterator[object]:
         mod.state = ModuleState.GOING
+        mod.finished_loading()
         self._touch()
         for hook in list(self.hooks.going):
             yield from hook(mod)
@@ -388,6 +410,7 @@ class ModuleLoader:
 
     def _free(self, mod: Module) -> None:
         """free_module(): unlink, drop symbols, unmap."""
+        mod.finished_loading()
         self.kallsyms.remove_module(mod.name)
         for area in mod.areas:
             self.machine.unmap(area.base)

@@ -189,3 +189,16 @@ def test_ftrace_make_nop_and_modify_call_should_never_be_called_on_x86():
     dmesg = system.dmesg()
     assert "at arch/x86/kernel/ftrace.c ftrace_make_nop()\n" in dmesg
     assert "at arch/x86/kernel/ftrace.c ftrace_modify_call()\n" in dmesg
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_second_load_of_a_loading_module_waits_then_finds_it_live(variant):
+    """v4.5.0 kernel/module.c add_unformed_module(): a module of the same name still
+    UNFORMED or COMING is waited for ("Wait in case it fails to load"), then -EEXIST."""
+    scn = parse_scenario("cpu 0: insmod hello.ko\ncpu 1: insmod hello.ko\n"
+                         "schedule: 0@complete_formation 1 0\n", "dup.scn")
+    r = run_scenario(scn, variant)
+    assert "1@lock:module_wq:hello#1" in r.schedule  # CPU 1 waited on hello's load
+    first, second = sorted(r.commands, key=lambda c: c.cpu)
+    assert first.error is None and "module is already loaded (LIVE)" in second.error
+    assert all(r.invariants.values()), r.violations
