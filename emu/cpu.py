@@ -78,6 +78,8 @@ class Symbolizer(Protocol):
 
     def is_text(self, addr: int) -> bool: ...
 
+    def modules_linked_in(self) -> list[str]: ...
+
 
 class Cpu:
     def __init__(self, machine: Machine, index: int, stack_base: int, stack_size: int,
@@ -236,7 +238,7 @@ class Cpu:
             f"watchdog: BUG: soft lockup - CPU#{self.index} {why}! [{self.task.comm}:{self.task.pid}]",
             f"CPU: {self.index} PID: {self.task.pid} Comm: {self.task.comm} Not tainted {self.uname} #1",
             f"RIP: 0010:{self.symbolizer.format(rip)}",
-            "Call Trace:", *(f" {f}" for f in self._backtrace(rsp))])
+            "Call Trace:", *(f" [<{a:016x}>] {f}" for a, f in self._backtrace(rsp))])
         return GuestFault(report, cpu=self.index, rip=rip, address=None, kind="soft lockup")
 
     def _fault(self, error: UcError | None, rip: int) -> GuestFault:
@@ -253,22 +255,33 @@ class Cpu:
             kind, address, protection = (f"trap {trap}" if trap is not None else str(error)), None, False
         guard = address is not None and self.stack_base - PAGE_SIZE <= address < self.stack_base
         report = format_oops(
-            cpu=self.index, comm=self.task.comm, pid=self.task.pid,
+            cpu=self.index, comm=self.task.comm, pid=self.task.pid, rip=rip,
             rip_sym=self.symbolizer.format(rip), rsp=rsp, kind=kind, address=address,
             protection=protection, trap=trap, backtrace=self._backtrace(rsp), regs=regs,
+            stack_words=list(self._stack_words(rsp))[:12], code=self._code_around(rip),
+            modules=self.symbolizer.modules_linked_in(),
             stack=(self.stack_base, self.stack_top) if guard else None, uname=self.uname)
         return GuestFault(report, cpu=self.index, rip=rip, address=address, kind=kind, regs=regs)
 
-    def _backtrace(self, rsp: int, limit: int = 32) -> list[str]:
+    def _backtrace(self, rsp: int, limit: int = 32) -> list[tuple[int, str]]:
         frames = []
         for word in self._stack_words(rsp):
             if word == self.trap:
                 break
             if self._is_return_address(word):
-                frames.append(self.symbolizer.format(word))
+                frames.append((word, self.symbolizer.format(word)))
                 if len(frames) >= limit:
                     break
         return frames
+
+    def _code_around(self, rip: int) -> tuple[bytes, bytes] | None:
+        """show_regs()'s "Code:": 43 bytes before RIP and 21 from it, as far as readable."""
+        for before in (43, 16, 0):
+            try:
+                return self.machine.read(rip - before, before), self.machine.read(rip, 21)
+            except Exception:
+                continue
+        return None
 
     def _stack_words(self, rsp: int) -> Iterable[int]:
         if not (self.stack_base - PAGE_SIZE <= rsp < self.stack_top):

@@ -44,7 +44,9 @@ class GuestFault(EmuError):
 
     def __init__(self, report: str, *, cpu: int, rip: int, address: int | None, kind: str,
                  regs: dict[str, int] | None = None):
-        super().__init__(report.splitlines()[0] if report else kind)
+        lines = report.splitlines()
+        where = next((line for line in lines[1:3] if line.startswith("IP: ")), None)
+        super().__init__((lines[0] + (f" ({where})" if where else "")) if lines else kind)
         self.report = report
         self.regs = regs or {}
         self.cpu = cpu

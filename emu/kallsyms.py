@@ -53,6 +53,10 @@ class Kallsyms:
     def modules(self) -> set[str]:
         return {s.module for s in self._syms if s.module}
 
+    def modules_linked_in(self) -> list[str]:
+        """print_modules(): the modules, newest first, UNFORMED ones left out."""
+        return [m for m in reversed(self._text_ranges) if m is not None and m not in self.unformed]
+
     def lookup(self, addr: int, unformed: bool = False) -> tuple[KSym, int] | None:
         """The symbol containing addr and the offset into it, or None.  A sized symbol wins
         over a bare label at the same place (so __fentry__, not the linker's _text).  An

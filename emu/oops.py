@@ -29,49 +29,72 @@ def format_oops(
     cpu: int,
     comm: str,
     pid: int,
+    rip: int,
     rip_sym: str,
     rsp: int,
     kind: str,
     address: int | None,
     protection: bool,
     trap: int | None,
-    backtrace: Sequence[str],
+    backtrace: Sequence[tuple[int, str]],
     regs: dict[str, int],
+    stack_words: Sequence[int] = (),
+    code: tuple[bytes, bytes] | None = None,
+    modules: Sequence[str] = (),
     stack: tuple[int, int] | None = None,
     uname: str = "4.8.0-ftrace-emu",
 ) -> str:
-    """Render the report: what happened, the CPU and task, RIP symbolised, registers, trace.
-    `stack` is the task's stack when the fault hit its guard page."""
+    """The report as x86-64 prints it in v4.4-v4.8 (arch/x86/mm/fault.c show_fault_oops,
+    arch/x86/kernel/dumpstack.c __die, process_64.c __show_regs, dumpstack_64.c
+    show_regs): the first line says what happened, `IP:` where, then the oops line, modules,
+    CPU and task, registers, the stack, the call trace (a scan of the stack for return
+    addresses, as without frame pointers), the code bytes around RIP (the faulting one in
+    <>), and the closing lines.  `backtrace` is (address, %pS) pairs; `code` is (bytes
+    before RIP, bytes from RIP); `stack` is the task's stack when the fault hit its guard
+    page (a machine with guard pages, as kernels with vmapped stacks have from v4.9)."""
     lines = []
+    code_word = 0
     if stack is not None:
         lines.append(f"BUG: stack guard page was hit at {address or 0:016x} (stack is {stack[0]:016x}..{stack[1]:016x})")
-        lines.append(f"kernel stack overflow (page fault): {pf_error_code(kind, protection):04x} [#1] SMP")
+        code_word = pf_error_code(kind, protection)
+        lines.append(f"kernel stack overflow (page fault): {code_word:04x} [#1] SMP")
     elif trap is None or trap == X86_TRAP_PF:
-        code = pf_error_code(kind, protection)
+        code_word = pf_error_code(kind, protection)
         addr = address or 0
-        if addr < 0x1000 and not protection:
-            lines.append(f"BUG: kernel NULL pointer dereference, address: {addr:016x}")
-        else:
-            lines.append(f"BUG: unable to handle page fault for address: {addr:016x}")
-        mode = "instruction fetch" if kind == "fetch" else f"{kind} access"
-        lines.append(f"#PF: supervisor {mode} in kernel mode")
-        why = "permissions violation" if protection else "not-present page"
-        lines.append(f"#PF: error_code(0x{code:04x}) - {why}")
-        lines.append(f"Oops: {code:04x} [#1] SMP")
+        if kind == "fetch" and protection:
+            lines.append("kernel tried to execute NX-protected page - exploit attempt? (uid: 0)")
+        what = "NULL pointer dereference" if addr < 0x1000 else "paging request"
+        lines.append(f"BUG: unable to handle kernel {what} at {addr:016x}")
+        lines.append(f"IP: [<{rip:016x}>] {rip_sym}")
+        lines.append(f"Oops: {code_word:04x} [#1] SMP")
     else:
         lines.append(f"{_TRAP_NAMES.get(trap, f'trap {trap}')}: 0000 [#1] SMP")
+    lines.append("Modules linked in:" + "".join(f" {m}" for m in modules))
     lines.append(f"CPU: {cpu} PID: {pid} Comm: {comm} Not tainted {uname} #1")
-    lines.append(f"RIP: 0010:{rip_sym}")
-    lines.append(f"RSP: 0018:{rsp:016x} EFLAGS: {regs.get('rflags', 0):08x}")
+    lines.append(f"RIP: 0010:[<{rip:016x}>]  [<{rip:016x}>] {rip_sym}")
+    lines.append(f"RSP: 0018:{rsp:016x}  EFLAGS: {regs.get('rflags', 0):08x}")
     names = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"]
     for i in range(0, len(names), 3):
-        lines.append(" ".join(f"{n.upper():>3}: {regs.get(n, 0):016x}" for n in names[i:i + 3]))
+        lines.append(" ".join(f"{_REG_LABELS.get(n, n.upper())}: {regs.get(n, 0):016x}" for n in names[i:i + 3]))
+    if stack_words:
+        lines.append("Stack:")
+        for i in range(0, min(len(stack_words), 12), 4):
+            lines.append(" " + " ".join(f"{w:016x}" for w in stack_words[i:i + 4]))
     lines.append("Call Trace:")
-    lines.append(" <TASK>")
-    lines.extend(f" {frame}" for frame in backtrace)
-    lines.append(" </TASK>")
+    lines.extend(f" [<{addr:016x}>] {frame}" for addr, frame in backtrace)
+    if code is not None:
+        before, after = code
+        lines.append("Code: " + " ".join([f"{b:02x}" for b in before] + [f"<{after[0]:02x}>"] * bool(after)
+                                         + [f"{b:02x}" for b in after[1:]]))
+    lines.append(f"RIP  [<{rip:016x}>] {rip_sym}")
+    lines.append(f" RSP <{rsp:016x}>")
+    if trap is None or trap == X86_TRAP_PF:
+        lines.append(f"CR2: {address or 0:016x}")
     lines.append("---[ end trace 0000000000000000 ]---")
     return "\n".join(lines)
+
+
+_REG_LABELS = {"r8": "R08", "r9": "R09"}
 
 
 def scan_return_addresses(words: Sequence[int], is_call_return: Callable[[int], bool]) -> list[int]:

@@ -86,7 +86,7 @@ def test_an_int3_that_is_not_ftraces_is_an_oops():
     with pytest.raises(GuestFault) as info:
         s.call("bench_leaf", 1)
     assert info.value.report.startswith("int3: 0000 [#1] SMP")
-    assert "RIP: 0010:bench_leaf+0x1/" in info.value.report
+    assert "] bench_leaf+0x1/" in info.value.report.split("RIP: 0010:", 1)[1].splitlines()[0]
 
 
 BUG_SCHEDULE = "0@lock:ftrace_lock#1 1@lock:module_mutex#2 0@run_sync#2 1@do_init_module#1 0 1"

@@ -178,7 +178,7 @@ def test_build_module_without_gcc_says_so(tmp_path, capsys, monkeypatch):
     (["trace", "--workload", "nope"], 2, "--workload 'nope'"),
     (["trace", "--recorder", "ebpf"], 2, "--recorder 'ebpf'"),
     (["trace", "--run", "workload_getpid x"], 2, "arguments must be integers"),
-    (["trace", "--run", "memset 0 0 8"], 1, "BUG: kernel NULL pointer dereference"),
+    (["trace", "--run", "memset 0 0 8"], 1, "BUG: unable to handle kernel NULL pointer dereference at 0000000000000000"),
 ])
 def test_trace_errors_are_one_line_with_the_right_exit_status(capsys, args, code, message):
     got, out, err = _run(capsys, *args)
