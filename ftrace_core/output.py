@@ -61,8 +61,11 @@ def format_entries(entries: Iterable[TraceEntry], name_ip: Callable[[int], str],
 
 def format_trace(tracer: str, buffer: RingBuffer, nr_cpus: int, ftrace_dead: bool,
                  name_ip: Callable[[int], str]) -> str:
+    """The `trace` file: its header counts what was lost (entries-in-buffer/entries-written);
+    the non-consuming iterator prints no LOST lines (v4.4-v4.8 trace.c peek_next_entry()
+    asks the ring buffer for lost events only when consuming, as trace_pipe does)."""
     return trace_header(tracer, buffer, nr_cpus, ftrace_dead) + format_entries(buffer.entries(), name_ip,
-                                                                                buffer.overrun)
+                                                                                [0] * nr_cpus)
 
 
 # -- function_graph ---------------------------------------------------------------------------

@@ -186,8 +186,7 @@ def test_overflow_drops_the_oldest_events_and_says_so():
     written = system.buffer.written[0]
     text = fs.read("trace")
     assert f"# entries-in-buffer/entries-written: 32/{written}   #P:2" in text
-    assert f"CPU:0 [LOST {written - 32} EVENTS]" in text
-    assert [l for l in text.splitlines() if not l.startswith("#")][0].startswith("CPU:0 [LOST ")
+    assert "LOST" not in text  # the non-consuming `trace` says it in its header only
     pipe = fs.read("trace_pipe")
     assert pipe.startswith(f"CPU:0 [LOST {written - 32} EVENTS]\n") and pipe.count("\n") == 33
     assert fs.read("trace_pipe") == ""
