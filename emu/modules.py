@@ -352,7 +352,7 @@ class ModuleLoader:
             yield from hook(mod)
 
     def set_all_modules_text_rw(self) -> Iterator[object]:
-        """[4.8] set_all_modules_text_rw(): under module_mutex, every module's text becomes
+        """set_all_modules_text_rw() (v4.4-v4.8.17): under module_mutex, every module's text becomes
         writable, except UNFORMED ones, which are still being set up."""
         yield from self._set_all_modules_text(Perm.RWX, "set_all_modules_text_rw")
 

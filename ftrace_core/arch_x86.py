@@ -234,9 +234,9 @@ class ArchX86:
         return self.ftrace_mod_jmp(self.addrs.ftrace_graph_call, self.addrs.ftrace_graph_return)
 
     def ftrace_arch_code_modify_prepare(self) -> Iterator[object]:
-        """[4.8] set_kernel_text_rw(); set_all_modules_text_rw()."""
+        """set_kernel_text_rw(); set_all_modules_text_rw() (v4.4-v4.8.17)."""
         yield from self.text.prepare()
 
     def ftrace_arch_code_modify_post_process(self) -> Iterator[object]:
-        """[4.8] set_all_modules_text_ro(); set_kernel_text_ro()."""
+        """set_all_modules_text_ro(); set_kernel_text_ro() (v4.4-v4.8.17)."""
         yield from self.text.post_process()

@@ -1,4 +1,4 @@
-"""ftrace_bug()'s report, line for line as 4.8 printed it (the printk calls, in order)."""
+"""ftrace_bug()'s report, line for line as v4.5-v4.8.17 (and the seed's tree) print it (the printk calls, in order)."""
 
 from __future__ import annotations
 

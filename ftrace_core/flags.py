@@ -1,4 +1,4 @@
-"""Flag layouts and enums of the seed era (Linux 4.8): dyn_ftrace flags, ftrace_ops flags,
+"""Flag layouts and enums of the seed era (v4.5-v4.8.17; legacy has no FTRACE_FL_DISABLED): dyn_ftrace flags, ftrace_ops flags,
 update commands, per-record actions and bug types."""
 
 from __future__ import annotations

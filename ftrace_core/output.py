@@ -1,4 +1,4 @@
-"""Trace output: the kernel's `trace` text (function and function_graph, 4.8 with irq-info),
+"""Trace output: the kernel's `trace` text (function and function_graph, v4.4-v4.8.17 with irq-info),
 JSON lines, and Chrome trace-event JSON."""
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from .update import Ftrace
 
 class EmulatedText:
     """The text port on the emulator: reads from guest memory, writes through the single
-    text-write path on the current CPU, and [4.8]'s set_*_text_rw/ro for prepare/post."""
+    text-write path on the current CPU, and x86's set_*_text_rw/ro for prepare/post (v4.4-v4.8.17)."""
 
     def __init__(self, kernel: Kernel):
         self.kernel = kernel

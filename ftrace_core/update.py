@@ -62,7 +62,7 @@ class Ftrace:
         #: Make every call-site rewrite a point of its own (finer interleaving, slower); the
         #: scenario runner turns it on, plain use rewrites in one pass on the CPU.
         self.record_points = False
-        #: How runtime updates rewrite live sites: "breakpoints" (x86 in 4.8), "direct" (the
+        #: How runtime updates rewrite live sites: "breakpoints" (x86, v4.4-v4.8.17), "direct" (the
         #: generic ftrace_replace_code, one verified 5-byte write per site) or "naive" (byte by
         #: byte, to show what breakpoints prevent).
         self.patching = "breakpoints"
@@ -203,7 +203,7 @@ class Ftrace:
                 if ops.flags & FTRACE_OPS_FL_SAVE_REGS and rec.flags & FTRACE_FL_REGS:
                     if ftrace_rec_count(rec.flags) == 0 or not self._rec_ops_need_regs(rec):
                         rec.flags &= ~FTRACE_FL_REGS
-                rec.flags &= ~FTRACE_FL_TRAMP  # [4.8] always cleared; re-derived below
+                rec.flags &= ~FTRACE_FL_TRAMP  # always cleared, re-derived below (v4.5-v4.8.17)
                 if ftrace_rec_count(rec.flags) == 1 and self._find_tramp_ops_any(rec) is not None:
                     rec.flags |= FTRACE_FL_TRAMP
             # v4.6: "Must match FTRACE_UPDATE_CALLS in ftrace_modify_all_code()".
