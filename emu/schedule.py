@@ -18,6 +18,7 @@ kernel whose paths yield the same points.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Generator, Iterable
@@ -31,7 +32,41 @@ _SEGMENT = re.compile(r"^(?:(?P<rr>rr)(?::(?P<rrn>\d+))?|(?P<cpu>\d+)(?::(?P<ste
 
 
 class ScheduleError(ValueError):
-    """A schedule string that does not parse, or names a CPU that does not exist."""
+    """A schedule string that does not parse, names a CPU that does not exist, or a point no
+    kernel path yields."""
+
+
+#: Every point a kernel path yields, by label: the schedule language's vocabulary.  (A test
+#: runs every scenario and checks each label met is here.)
+POINT_LABELS = frozenset({
+    "command", "quantum",
+    # the module loader (kernel/module.c)
+    "add_unformed_module", "ftrace_module_init", "module_enable_ro", "complete_formation",
+    "prepare_coming_module", "do_init_module", "module_live", "set_all_modules_text_rw",
+    "set_all_modules_text_ro",
+    # ftrace (kernel/trace/ftrace.c, arch/x86/kernel/ftrace.c)
+    "ftrace_update_code", "ftrace_module_enable", "ftrace_release_mod", "ftrace_replace_code",
+    "ftrace_arch_code_modify_prepare", "ftrace_arch_code_modify_post_process", "set_kernel_text_rw",
+    "set_kernel_text_ro", "run_sync", "bp_write", "bp_update", "bp_finish", "text_byte",
+})
+#: The locks, whose `lock:NAME` points are met just before each attempt to take them;
+#: module_wq:MODULE is the wait for a module of that name to finish loading.
+LOCK_NAMES = ("ftrace_lock", "module_mutex", "trace_types_lock")
+LOCK_PREFIXES = ("module_wq:",)
+
+
+def check_label(label: str) -> None:
+    """A ScheduleError naming the label and the nearest known ones, if no path yields it."""
+    if label in POINT_LABELS:
+        return
+    if label.startswith("lock:"):
+        name = label[5:]
+        if name in LOCK_NAMES or any(name.startswith(p) and len(name) > len(p) for p in LOCK_PREFIXES):
+            return
+    known = sorted(POINT_LABELS) + [f"lock:{n}" for n in LOCK_NAMES]
+    near = difflib.get_close_matches(label, known, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(near)}?)" if near else f" (known points: {', '.join(known)})"
+    raise ScheduleError(f"schedule: no kernel path yields a point {label!r}{hint}")
 
 
 @dataclass(frozen=True)
@@ -58,7 +93,9 @@ class Schedule:
     quantum: int = DEFAULT_QUANTUM
 
     @classmethod
-    def parse(cls, text: str, nr_cpus: int = 2) -> "Schedule":
+    def parse(cls, text: str, nr_cpus: int = 2, check: Callable[[str], None] | None = None) -> "Schedule":
+        """check: called on every label (check_label for the kernel's paths), to refuse a
+        label no task would yield before anything runs."""
         sched = cls()
         tokens = text.replace(",", " ").split()
         for i, token in enumerate(tokens):
@@ -78,6 +115,8 @@ class Schedule:
                 raise ScheduleError(f"schedule: {token!r}: no CPU {cpu} (CPUs are 0-{nr_cpus - 1})")
             seg = Segment(cpu, int(m["steps"]) if m["steps"] else None, m["label"],
                           int(m["k"]) if m["k"] else None)
+            if seg.label is not None and check is not None:
+                check(seg.label)
             if seg.steps == 0 or seg.occurrence == 0:
                 raise ScheduleError(f"schedule: {token!r}: counts start at 1")
             sched.segments.append(seg)
@@ -131,6 +170,9 @@ class Scheduler:
         self.max_steps = max_steps
         self.steps = 0
         self.ran: list[Segment] = []  # the schedule as it happened
+        #: Segments of the schedule asked for that the run could not follow: a label the CPU
+        #: never reached (or reached fewer times than asked) before it finished or waited.
+        self.unfollowed: list[str] = []
         self.holders: dict[str, int] = {}  # lock name -> CPU that took it last
 
     # -- the state of a task ------------------------------------------------------------------
@@ -205,8 +247,16 @@ class Scheduler:
     def _run_segment(self, seg: Segment) -> None:
         task = self.tasks[seg.cpu]
         target = None
+        sitting = False
         if seg.label is not None:
             target = seg.occurrence or task.counts.get(seg.label, 0) + 1
+            reached = task.counts.get(seg.label, 0)
+            # A CPU sitting at that very point may be named again (a printed schedule names a
+            # CPU that only tried a lock again by the lock's point); anything else is behind.
+            sitting = reached == target and task.last_label == seg.label
+            if reached >= target and not sitting:
+                self.unfollowed.append(f"{seg}: CPU {seg.cpu} was already past it")
+                return
         taken = 0
         while self.runnable(seg.cpu):
             value = self._step(task)
@@ -215,6 +265,14 @@ class Scheduler:
                 break
             if target is not None and label_of(value) == seg.label and task.counts[seg.label] >= target:
                 break
+        else:
+            if target is not None and not sitting:
+                reached = task.counts.get(seg.label, 0)
+                how = "finished" if task.done else f"waits for {task.blocked_on.name}" if task.blocked_on else "stopped"
+                self.unfollowed.append(f"{seg}: CPU {seg.cpu} {how} after reaching {seg.label} "
+                                       f"{reached} time{'s' if reached != 1 else ''}")
+            elif seg.steps is not None and taken < seg.steps:
+                self.unfollowed.append(f"{seg}: CPU {seg.cpu} could run only {taken} step{'s' if taken != 1 else ''}")
         if taken:
             self._record(task, taken)
 

@@ -278,6 +278,8 @@ def build_module(
 def _render_run(console: Console, result, timeline: bool) -> None:
     bad = [name for name, ok in result.invariants.items() if not ok]
     console.print(f"[bold]{result.variant}[/bold]: schedule {result.schedule}")
+    for segment in result.unfollowed:
+        console.print(f"  schedule NOT followed: {segment}", markup=False)
     if timeline:
         console.print(result.timeline.render(), markup=False, end="")
     for cmd in result.commands:
@@ -308,7 +310,7 @@ NAIVE_HELP = "Rewrite live call sites byte by byte instead of with breakpoints (
 
 
 def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[str], quantum: Optional[int],
-                  timeline: bool, as_json: bool, naive: bool = False) -> None:
+                  timeline: bool, as_json: bool, naive: bool = False) -> list:
     from .scenario import load_scenario, run_scenario
 
     if quantum is not None and quantum < 1:
@@ -321,11 +323,12 @@ def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[st
             print(json.dumps(results[0].to_json(), indent=2))
         else:
             print(json.dumps({"variants": {r.variant: r.to_json() for r in results}}, indent=2))
-        return
+        return results
     console = Console(highlight=False, soft_wrap=True)
     for result in results:
         _render_run(console, result, timeline)
     console.print(f"replay any of these with: --schedule '{results[-1].schedule}'", markup=False)
+    return results
 
 
 def _check_files(paths: list[Path]) -> None:
@@ -367,7 +370,26 @@ def race(
 
     Example: ftrace-emu race --timeline
     """
-    _run_variants("race", _variants(variant), schedule, quantum, timeline, as_json, naive)
+    from .kernels import KERNELS
+    from .kernels.bugs import BUGS
+
+    results = _run_variants("race", _variants(variant), schedule, quantum, timeline, as_json, naive)
+    # The verdict: every variant as its tree says.  The kernels with the race must fail with it
+    # on the commit message's schedule (on another, they may well not); the others never fail.
+    race_bug = next(b for b in BUGS if b.scenario == "race")
+    wrong = []
+    for r in results:
+        has = race_bug.present_in(KERNELS[r.variant])
+        failed_with_it = not r.ok and r.killed_by == "ftrace_bug()" and race_bug.explains(r.bug or "")
+        if (has and schedule is None and not failed_with_it) or (not has and not r.ok):
+            wrong.append(r.variant)
+    if not as_json:
+        if wrong:
+            print(f"race: {', '.join(wrong)} did not behave as its tree does", file=sys.stderr)
+        else:
+            print("race: every variant behaved as its tree does")
+    if wrong:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -384,7 +406,9 @@ def run(
 
     Example: ftrace-emu run my.scn --variant seed --schedule '1 0' --timeline
     """
-    _run_variants(scenario, _variants(variant or "fixed"), schedule, quantum, timeline, as_json, naive)
+    results = _run_variants(scenario, _variants(variant or "fixed"), schedule, quantum, timeline, as_json, naive)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)  # an invariant failed, or the schedule asked for was not followed
 
 
 @app.command()

@@ -28,7 +28,7 @@ from emu.cpu import Task
 from emu.errors import EmuError, GuestFault, ModuleInitFault
 from emu.sched import Point
 from emu.sched import Deadlock
-from emu.schedule import Schedule, ScheduleError, Scheduler
+from emu.schedule import Schedule, ScheduleError, Scheduler, check_label
 
 from .errors import FtraceError
 from .invariants import CallAudit, check
@@ -99,7 +99,7 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         if line.startswith("schedule:"):
             sched = line.split(":", 1)[1].strip()
             try:
-                Schedule.parse(sched, NR_CPUS)
+                Schedule.parse(sched, NR_CPUS, check_label)
             except ScheduleError as exc:
                 raise fail(str(exc)) from None
             scn.schedule = sched
@@ -211,13 +211,16 @@ class RunResult:
     invariants: dict[str, bool]
     violations: dict[str, list[str]]
     commands: list[CommandResult]
+    #: Segments of the requested schedule the run could not follow (empty: followed).
+    unfollowed: list[str]
     trace: str
     dmesg: str
     timeline: Timeline
 
     @property
     def ok(self) -> bool:
-        return all(self.invariants.values())
+        """Every invariant held, on the schedule asked for."""
+        return all(self.invariants.values()) and not self.unfollowed
 
     def to_json(self) -> dict:
         return {
@@ -230,6 +233,8 @@ class RunResult:
             "traced_module_functions": self.traced_module_functions,
             "invariants": self.invariants,
             "violations": self.violations,
+            "schedule_followed": not self.unfollowed,
+            "unfollowed": self.unfollowed,
             "commands": [c.to_json() for c in self.commands],
             "timeline": self.timeline.to_json(),
         }
@@ -242,7 +247,7 @@ def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | Non
     "naive" replaces the breakpoint protocol with byte-by-byte rewriting."""
     from .system import boot
 
-    sched = Schedule.parse(schedule if schedule is not None else (scenario.schedule or "rr"), NR_CPUS)
+    sched = Schedule.parse(schedule if schedule is not None else (scenario.schedule or "rr"), NR_CPUS, check_label)
     if quantum is not None:
         sched.quantum = quantum
     if system is None:
@@ -282,6 +287,7 @@ def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | Non
         invariants=invariants,
         violations=violations,
         commands=sorted(results, key=lambda r: (r.cpu,)),
+        unfollowed=list(scheduler.unfollowed),
         trace=system.tracefs.read("trace"),
         dmesg=system.dmesg(),
         timeline=timeline,

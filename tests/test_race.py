@@ -159,7 +159,8 @@ def test_run_a_users_scenario_file(tmp_path, capsys):
     ("cpu 0: rmmod", "x.scn:1: 'rmmod': expected 'rmmod NAME'"),
     ("cpu 0: call", "x.scn:1: 'call': expected 'call SYMBOL ARGS...'"),
     ("cpu 0: call f 1 2 3 4 5 6 7", "x.scn:1: 'call f 1 2 3 4 5 6 7': at most 6 integer arguments"),
-    ("cpu 0: cat trace\nschedule: 0@x q=5", "x.scn:2: schedule: 'q=5': q=N must come first"),
+    ("cpu 0: cat trace\nschedule: 0@command q=5", "x.scn:2: schedule: 'q=5': q=N must come first"),
+    ("cpu 0: cat trace\nschedule: 0@x", "x.scn:2: schedule: no kernel path yields a point 'x'"),
 ])
 def test_bad_scenario_files_name_file_and_line(text, message):
     with pytest.raises(ScenarioError) as info:
@@ -203,7 +204,8 @@ def test_commands_that_fail_at_run_time_are_reported_like_a_shell_and_the_run_co
 @pytest.mark.parametrize("args,message", [
     (["race", "--quantum", "0"], "--quantum must be at least 1"),
     (["run", "race", "--variant", "newest"], "unknown variant 'newest'"),
-    (["race", "--schedule", "1@x#0"], "counts start at 1"),
+    (["race", "--schedule", "1@complete_formation#0"], "counts start at 1"),
+    (["race", "--schedule", "1@complete_formatoin"], "did you mean complete_formation"),
 ])
 def test_race_and_run_bad_options_exit_2(capsys, args, message):
     assert main(args) == 2

@@ -76,3 +76,53 @@ def test_bad_schedules_are_named(text, message):
 def test_quantum_prefix_round_trips():
     sched = Schedule.parse("q=500 0@x#2 1")
     assert sched.quantum == 500 and str(sched) == "q=500 0@x#2 1"
+
+
+@pytest.mark.parametrize("label,near", [
+    ("ftrace_arch_code_modify_prepar", "ftrace_arch_code_modify_prepare"),
+    ("nolabel", None),
+    ("lock:ftrace_lok", "lock:ftrace_lock"),
+])
+def test_a_label_no_path_yields_is_refused_naming_the_nearest(label, near):
+    from emu.schedule import check_label
+
+    with pytest.raises(ScheduleError, match=f"no kernel path yields a point '{label}'") as info:
+        Schedule.parse(f"1@ftrace_module_init 0@{label} 1", check=check_label)
+    if near:
+        assert near in str(info.value)
+
+
+def test_every_label_a_run_meets_is_in_the_vocabulary(monkeypatch):
+    """POINT_LABELS stays in step with the code: every built-in scenario, every variant, both
+    ways of patching, a point per record."""
+    import emu.schedule as schedule_mod
+    from ftrace_core.kernels import VARIANTS
+    from ftrace_core.scenario import load_scenario, run_scenario
+
+    met: set[str] = set()
+    real = schedule_mod.label_of
+
+    def spy(value):
+        label = real(value)
+        if label is not None:
+            met.add(label)
+        return label
+
+    monkeypatch.setattr(schedule_mod, "label_of", spy)
+    for name in ("race", "disabled-shutdown", "patch-while-running"):
+        for variant in VARIANTS:
+            for patching in ("breakpoints", "naive"):
+                run_scenario(load_scenario(name), variant, "rr", patching=patching)
+    for label in met:
+        schedule_mod.check_label(label)  # raises for one missing from the vocabulary
+    assert {"ftrace_module_enable", "bp_finish", "text_byte", "prepare_coming_module"} <= met
+
+
+def test_a_schedule_the_run_cannot_follow_is_reported_and_fails_the_run():
+    from ftrace_core.scenario import load_scenario, run_scenario
+
+    r = run_scenario(load_scenario("race"), "seed", "1@ftrace_module_init#999 0 1")
+    assert r.unfollowed == ["1@ftrace_module_init#999: CPU 1 finished after reaching ftrace_module_init 1 time"]
+    assert not r.ok and r.to_json()["schedule_followed"] is False
+    printed = run_scenario(load_scenario("race"), "seed", r.schedule)
+    assert printed.unfollowed == [] and printed.schedule == r.schedule  # what ran replays, followed
