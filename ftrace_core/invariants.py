@@ -49,6 +49,7 @@ class CallAudit:
         s.kernel.modules.hooks.formed.append(self._module_formed)
         s.kernel.modules.hooks.going.append(self._module_going)
         s.tracer.audit = self
+        s.graph.audit = self  # function_graph records the entries then
 
     def _hook(self, ip: int) -> None:
         if ip not in self.hooks:

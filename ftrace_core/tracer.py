@@ -246,6 +246,7 @@ class GraphTracer:
         self.buffer = buffer
         self.tracing_on = True
         self.active = False
+        self.audit = None  # an invariants.CallAudit, told of each recorded entry
         sym = kernel.symbol
         self.ret_stack = sym("ftrace_ret_stack")
         self.curr_ret_stack = sym("ftrace_curr_ret_stack")
@@ -273,6 +274,8 @@ class GraphTracer:
         if self.tracing_on and self.active:
             self.buffer.record(GraphEntry(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, func, parent,
                                           index, False))
+            if self.audit is not None:
+                self.audit.on_traced(cpu.index, func, parent)
 
     def _on_return(self, uc, address: int, size: int, data: object) -> None:
         cpu = self.kernel.machine.running_cpu
