@@ -131,14 +131,13 @@ def outcome_of(system: System, audit: CallAudit, results: list) -> Outcome:
         oops = next((e for r, e in ((r, r.error) for r in results) if r.oops), None)
         if oops and not bug:
             kind += ": " + oops.split(",")[0].split(" address")[0]
-        if bug:
+        if system.ftrace.killed_by and system.ftrace.killed_by != "ftrace_bug()":
+            kind += f": {system.ftrace.killed_by}"  # a FTRACE_WARN_ON that killed ftrace
+        elif bug:
             lines = bug.splitlines()
             passed = lines[0].split(" (")[0] if lines[0].startswith("Failed on ") else None
             first = lines[1] if passed and len(lines) > 1 else lines[0]
-            if " [<" in first:  # ftrace_bug(): "what failed [<ip>] sym+off/size"
-                kind += ": " + first.split(" [<")[0] + " " + first.split("] ", 1)[-1].split("+")[0]
-            else:  # a FTRACE_WARN_ON that killed ftrace
-                kind += f": {system.ftrace.killed_by}"
+            kind += ": " + first.split(" [<")[0] + " " + first.split("] ", 1)[-1].split("+")[0]
             if passed:
                 kind += f" ({passed[0].lower()}{passed[1:]})"
     return Outcome(invariants, kind, bug, errors, state_digest(system, results))

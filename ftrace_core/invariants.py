@@ -116,9 +116,12 @@ def check(system, audit: CallAudit | None, results=()) -> tuple[dict[str, bool],
     why: dict[str, list[str]] = {name: [] for name in INVARIANTS}
     ftrace, env = system.ftrace, system.env
     if ftrace.ftrace_disabled:
-        lines = (ftrace.bug_report or "ftrace_kill() without a report").splitlines()
-        first = " ".join(lines[:2]) if lines[0].startswith("Failed on ") and len(lines) > 1 else lines[0]
-        why["ftrace_alive"].append(f"ftrace disabled by {ftrace.killed_by or 'ftrace_kill()'}: {first}")
+        lines = (ftrace.bug_report or "").splitlines()
+        if not lines:
+            why["ftrace_alive"].append(f"ftrace disabled by {ftrace.killed_by or 'ftrace_kill() without a report'}")
+        else:
+            first = " ".join(lines[:2]) if lines[0].startswith("Failed on ") and len(lines) > 1 else lines[0].strip()
+            why["ftrace_alive"].append(f"ftrace disabled by {ftrace.killed_by or 'ftrace_kill()'}: {first}")
 
     for rec in ftrace.records:
         name = env.format_ip(rec.ip)

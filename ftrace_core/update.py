@@ -114,7 +114,7 @@ class Ftrace:
         func, _, cond = where.partition(": ")
         if self.killed_by is None:
             self.killed_by = f"{macro}({cond}) in {func}()"
-            self.bug_report = f"{self.killed_by}\n"
+            self.bug_report = ""  # what the kernel printed after the WARN follows (pr_warn lines)
         self.ftrace_kill()
 
     def ftrace_kill(self) -> None:
