@@ -184,6 +184,9 @@ def trace(
         print(f"wrote {output} ({text.count(chr(10))} lines)", file=sys.stderr)
     else:
         sys.stdout.write(text)
+        sys.stdout.flush()
+    if session.fault is not None:
+        raise session.fault  # the oops after the trace, exit 1
 
 
 @app.command()

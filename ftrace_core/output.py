@@ -141,8 +141,12 @@ def entry_record(e, describe: Describe) -> dict:
     return rec
 
 
-def format_json_lines(entries: Iterable, describe: Describe) -> str:
-    return "".join(json.dumps(entry_record(e, describe)) + "\n" for e in entries)
+def format_json_lines(entries: Iterable, describe: Describe, lost: list[int] | None = None) -> str:
+    """One JSON object a line; first, for each CPU that lost events, a record of the loss
+    ({"type": "lost", "cpu": N, "events": M}: the oldest M of that CPU's events are gone)."""
+    head = "".join(json.dumps({"type": "lost", "cpu": cpu, "events": n}) + "\n"
+                   for cpu, n in enumerate(lost or []) if n)
+    return head + "".join(json.dumps(entry_record(e, describe)) + "\n" for e in entries)
 
 
 def format_chrome(entries: Iterable, describe: Describe, nr_cpus: int) -> str:

@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from emu.cpu import Task
+from emu.errors import GuestFault
 
 from .errors import FtraceError
 from .output import format_chrome, format_json_lines
@@ -50,6 +51,8 @@ class Session:
     cpu: int = 0
     task: tuple[str, int] = ("bash", 1042)
     recorder: str = "hook"
+    #: The oops that stopped the calls, if one did: the trace up to it is kept.
+    fault: GuestFault | None = None
 
     def run(self) -> System:
         if self.tracer not in ("function", "function_graph"):
@@ -67,7 +70,11 @@ class Session:
             fs.write("set_ftrace_notrace", " ".join(self.notrace))
         fs.write("current_tracer", self.tracer)
         for call in self.calls:
-            call.result = system.call(call.symbol, *call.args, cpu=self.cpu)
+            try:
+                call.result = system.call(call.symbol, *call.args, cpu=self.cpu)
+            except GuestFault as fault:
+                self.fault = fault  # the trace up to the fault is what a developer wants most
+                break
         return system
 
 
@@ -76,7 +83,7 @@ def render(system: System, fmt: str) -> str:
         return system.tracefs.read("trace")
     entries = system.buffer.entries()
     if fmt == "json":
-        return format_json_lines(entries, system.describe)
+        return format_json_lines(entries, system.describe, system.buffer.overrun)
     if fmt == "chrome":
         return format_chrome(entries, system.describe, len(system.cpus))
     raise FtraceError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")

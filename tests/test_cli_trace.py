@@ -197,3 +197,30 @@ def test_malformed_module_is_bad_input(tmp_path, capsys):
 def test_traceback_flag_shows_the_python_traceback(capsys):
     code, _, err = _run(capsys, "--traceback", "trace", "--run", "no_such_fn")
     assert code == 2 and "Traceback (most recent call last)" in err
+
+
+def test_an_oops_keeps_the_trace_up_to_it_then_reports_and_exits_1(capsys):
+    lkdtm = str(guest.module_path("lkdtm"))
+    code, out, err = _run(capsys, "trace", "-m", lkdtm, "--run", "lkdtm_OK 1", "--run", "lkdtm_NULL_DEREF 0",
+                          "--run", "lkdtm_OK 2")
+    assert code == 1
+    events = [l.split(": ", 1)[1] for l in out.splitlines() if not l.startswith("#")]
+    assert events == ["lkdtm_OK <-guest_return_trap", "lkdtm_NULL_DEREF <-guest_return_trap"]  # not the third
+    assert err.startswith("BUG: unable to handle kernel NULL pointer dereference at 0000000000000000\nIP: [<")
+
+
+def test_json_lines_record_lost_events(tmp_path, capsys):
+    import json
+
+    code, out, _ = _run(capsys, "trace", "--workload", "syscalls", "--format", "json")
+    assert code == 0 and not any(json.loads(l).get("type") == "lost" for l in out.splitlines())
+    from ftrace_core.record import Call, Session, render
+
+    session = Session(calls=[Call("workload_run", (3,))])
+    system = session.run()
+    system.buffer.resize(8)  # a small buffer: the oldest events go
+    system.call("workload_run", 1)
+    lines = [json.loads(l) for l in render(system, "json").splitlines()]
+    lost = [l for l in lines if l.get("type") == "lost"]
+    assert lost and lost[0]["cpu"] == 0 and lost[0]["events"] == system.buffer.overrun[0] > 0
+    assert lines.index(lost[0]) == 0
