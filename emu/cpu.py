@@ -155,8 +155,8 @@ class Cpu:
         rsp -= 8
         self.machine.write(rsp, self.trap.to_bytes(8, "little"))
         uc.reg_write(UC_X86_REG_RSP, rsp)
-        for reg, value in zip(ARG_REGS, args):
-            uc.reg_write(reg, value & MASK64)
+        for i, reg in enumerate(ARG_REGS):  # arguments not given are 0, never leftovers
+            uc.reg_write(reg, args[i] & MASK64 if i < len(args) else 0)
         ctx = uc.context_save()
         rip = addr
         if self.machine.tracker is not None:
@@ -234,10 +234,14 @@ class Cpu:
     # -- faults -------------------------------------------------------------------------------
     def _soft_lockup(self, rip: int, why: str) -> GuestFault:
         rsp = self.machine.uc.reg_read(UC_X86_REG_RSP)
+        # kernel/watchdog.c (v4.4-v4.8) says how long in seconds; the budget here is counted
+        # in instructions, so the line says that instead.
+        sym = self.symbolizer.format(rip)
         report = "\n".join([
-            f"watchdog: BUG: soft lockup - CPU#{self.index} {why}! [{self.task.comm}:{self.task.pid}]",
+            f"NMI watchdog: BUG: soft lockup - CPU#{self.index} {why}! [{self.task.comm}:{self.task.pid}]",
+            "Modules linked in:" + "".join(f" {m}" for m in self.symbolizer.modules_linked_in()),
             f"CPU: {self.index} PID: {self.task.pid} Comm: {self.task.comm} Not tainted {self.uname} #1",
-            f"RIP: 0010:{self.symbolizer.format(rip)}",
+            f"RIP: 0010:[<{rip:016x}>]  [<{rip:016x}>] {sym}",
             "Call Trace:", *(f" [<{a:016x}>] {f}" for a, f in self._backtrace(rsp))])
         return GuestFault(report, cpu=self.index, rip=rip, address=None, kind="soft lockup")
 

@@ -35,6 +35,11 @@ class SymbolError(EmuError):
     """A symbol name or address could not be resolved."""
 
 
+class BadCall(EmuError):
+    """A call into the guest that cannot be made as asked: not a function, too many
+    arguments, or an argument outside the 64-bit registers' range."""
+
+
 class MemoryAccessError(EmuError):
     """The host asked for memory that is not mapped, or wrote where it may not."""
 

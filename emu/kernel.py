@@ -11,12 +11,13 @@ from typing import Callable, Sequence
 
 import guest
 
-from .cpu import Cpu, Task
+from .cpu import ARG_REGS, Cpu, Task
 from .elf import KernelImageFile, read_kernel_image
-from .errors import ElfError, SymbolError
+from .errors import BadCall, ElfError, SymbolError
 from .kallsyms import Kallsyms, KSym
 from .machine import PAGE_SIZE, Machine, MapEntry, Perm, page_align_down, page_align_up
-from .modules import ModuleLoader
+from .modules import INIT_BUDGET, ModuleLoader
+from .sched import run_to_completion
 from .textpoke import TextPoker
 
 KERNEL_BASE = 0xFFFFFFFF81000000
@@ -37,6 +38,11 @@ class Segment:
     start: int
     end: int
     perms: Perm
+
+
+#: Instructions a call from the user (trace --run, call, the shell) may run before it is
+#: reported as a soft lockup: the same as a module's init.
+CALL_BUDGET = INIT_BUDGET
 
 
 class Kernel:
@@ -152,11 +158,27 @@ class Kernel:
         return self.kallsyms.resolve(name, module)
 
     def call(self, target: str | int, *args: int, cpu: int = 0) -> int:
-        """Call a guest function by name or address on a CPU, to completion."""
-        addr = self.symbol(target) if isinstance(target, str) else target
+        """Call a guest function by name or address on a CPU, to completion; one that has not
+        returned within CALL_BUDGET instructions is stopped as a soft lockup."""
+        addr = self.check_call(target, args)
         if not 0 <= cpu < len(self.cpus):
             raise SymbolError(f"no CPU {cpu}: this machine has CPUs 0-{len(self.cpus) - 1}")
-        return self.cpus[cpu].run(addr, *args)
+        return run_to_completion(self.cpus[cpu].call(addr, *args, budget=CALL_BUDGET))
+
+    def check_call(self, target: str | int, args: tuple[int, ...]) -> int:
+        """The address of a function the user asked to call with args, or BadCall /
+        SymbolError saying why it cannot be called so."""
+        addr = self.symbol(target) if isinstance(target, str) else target
+        name = target if isinstance(target, str) else f"{target:#x}"
+        if not self.kallsyms.is_text(addr):
+            raise BadCall(f"{name} is not a function (it is not in kernel or module text)")
+        if len(args) > len(ARG_REGS):
+            raise BadCall(f"{name}: {len(args)} arguments given, the x86-64 calling convention passes at most "
+                          f"{len(ARG_REGS)} in registers")
+        for value in args:
+            if not -(1 << 63) <= value < (1 << 64):
+                raise BadCall(f"{name}: argument {value} does not fit in a 64-bit register")
+        return addr
 
     def read_cstring(self, addr: int, limit: int = 256) -> str:
         raw = self.machine.read(addr, limit)

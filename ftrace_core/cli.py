@@ -33,7 +33,7 @@ VARIANT_HELP = ("Kernel variant, each a real kernel tree: " + ", ".join(VARIANTS
                 + " (ftrace-emu variants lists them).")
 
 # Errors caused by what the user gave us (exit 2) versus the system failing (exit 1).
-_BAD_INPUT = (emu_errors.ElfError, emu_errors.ModuleLoadError, emu_errors.SymbolError, emu_errors.ToolchainError,
+_BAD_INPUT = (emu_errors.BadCall, emu_errors.ElfError, emu_errors.ModuleLoadError, emu_errors.SymbolError, emu_errors.ToolchainError,
               FileNotFoundError, FtraceError, ScheduleError)
 
 
@@ -456,7 +456,10 @@ def explore(
     patching = "naive" if naive else "breakpoints"
     if granularity not in GRANULARITIES:
         raise FtraceError(f"unknown granularity {granularity!r}: expected one of {', '.join(GRANULARITIES)}")
-    for name, value in (("--quantum", quantum), ("--jobs", jobs), ("--depth", depth)):
+    for name, value in (("--quantum", quantum), ("--jobs", jobs), ("--depth", depth), ("--random", random_runs),
+                        ("--limit", limit)):
+        if value is None:
+            continue
         if value < 1:
             raise FtraceError(f"{name} must be at least 1, got {value}")
     if max_preemptions is not None and max_preemptions < 0:

@@ -25,6 +25,7 @@ from typing import Generator
 
 import guest
 from emu.cpu import Task
+from emu.kernel import CALL_BUDGET
 from emu.errors import EmuError, GuestFault, ModuleInitFault
 from emu.sched import Point
 from emu.sched import Deadlock
@@ -78,10 +79,15 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     builtin = BUILTIN_DIR / f"{text_name}.scn"
     path = builtin if builtin.is_file() and "/" not in text_name else Path(name_or_path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read scenario ({exc.strerror}); built-in scenarios: "
                             f"{', '.join(builtin_names())}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = data[:exc.start].count(b"\n") + 1
+        raise ScenarioError(f"{path}:{lineno}: not UTF-8 text (byte {data[exc.start]:#04x})") from None
     return parse_scenario(text, str(path))
 
 
@@ -340,5 +346,6 @@ def _execute(system, cmd: Command, quantum: int) -> Generator[object, None, str]
         yield from kernel.modules.delete_module(cpu, cmd.args[0], quantum)
         return ""
     symbol, *args = cmd.args
-    ret = yield from cpu.call(kernel.symbol(symbol), *args, quantum=quantum)
+    addr = kernel.check_call(symbol, tuple(args))
+    ret = yield from cpu.call(addr, *args, quantum=quantum, budget=CALL_BUDGET)
     return str(ret)

@@ -91,6 +91,10 @@ def test_explore_json_from_the_cli(capsys):
     (["explore", "--jobs", "0"], "--jobs must be at least 1"),
     (["explore", "--variant", "seed", "--all-variants"], "not both"),
     (["explore", "nosuch.scn"], "nosuch.scn: cannot read scenario"),
+    (["explore", "--random", "0"], "--random must be at least 1, got 0"),
+    (["explore", "--random", "-5"], "--random must be at least 1, got -5"),
+    (["explore", "--limit", "0"], "--limit must be at least 1, got 0"),
+    (["explore", "--limit", "-3"], "--limit must be at least 1, got -3"),
 ])
 def test_explore_bad_input_exits_2(capsys, args, message):
     assert main(args) == 2

@@ -63,7 +63,7 @@ def test_an_init_that_never_returns_is_stopped_and_unwound():
     system = boot("fixed")
     data = _patch(guest.module_path("hello").read_bytes(), "init_module", 5, b"\xeb\xfe")  # jmp .
     before = snapshot(system)
-    with pytest.raises(ModuleInitFault, match=r"hello: init_module oopsed: watchdog: BUG: soft lockup - CPU#1 "
+    with pytest.raises(ModuleInitFault, match=r"hello: init_module oopsed: NMI watchdog: BUG: soft lockup - CPU#1 "
                                               r"did not return within 50000000 instructions"):
         run_to_completion(system.kernel.modules.load_module(system.kernel.cpus[1], data, "hello.ko"))
     assert snapshot(system) == before
@@ -206,3 +206,48 @@ def test_buffer_size_kb_rejects_nonsense(value, err):
 
 def test_errors_are_the_projects_own_types():
     assert issubclass(TracefsError, FtraceError) and issubclass(ModuleInitFault, ModuleLoadError)
+
+
+@pytest.mark.parametrize("call,message", [
+    ("workload_run 1 2 3 4 5 6 7", "7 arguments given, the x86-64 calling convention passes at most 6"),
+    ("workload_run 99999999999999999999999", "argument 99999999999999999999999 does not fit in a 64-bit register"),
+    ("workload_run -9223372036854775809", "does not fit in a 64-bit register"),
+    ("log_dropped", "log_dropped is not a function"),
+])
+def test_calls_that_cannot_be_made_are_refused_before_running(call, message, capsys):
+    from ftrace_core.cli import main
+
+    assert main(["trace", "--run", call]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_arguments_are_zero_not_leftovers():
+    system = boot("fixed")
+    system.call("memset", system.symbol("log_dropped"), 0x41, 8)  # leaves rsi/rdx non-zero
+    assert system.call("strlen", system.symbol("__log_buf")) > 0
+    # race_mod_compute(x) with no argument computes from x = 0, every time
+    system.insmod(guest.module_path("race_mod"))
+    assert system.call("race_mod_compute") == system.call("race_mod_compute", 0)
+
+
+def test_a_call_that_never_returns_is_a_soft_lockup(tmp_path, capsys):
+    from ftrace_core.cli import main
+
+    src = tmp_path / "spin.c"
+    src.write_text("#include <kernel.h>\nlong forever(long x) { volatile long i = 0; while (x) i++; return i; }\n"
+                   "int init_module(void) { return 0; }\n")
+    ko = tmp_path / "spin.ko"
+    assert main(["build-module", str(src), "-o", str(ko)]) == 0
+    capsys.readouterr()
+    assert main(["trace", "-m", str(ko), "--run", "forever 1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("NMI watchdog: BUG: soft lockup - CPU#0 did not return within 50000000 instructions!")
+
+
+def test_a_scenario_file_that_is_not_utf8_is_refused_with_its_line(tmp_path, capsys):
+    from ftrace_core.cli import main
+
+    bad = tmp_path / "bad.scn"
+    bad.write_bytes(b"cpu 0: cat trace\ncpu 0: echo \xff > trace\n")
+    assert main(["run", str(bad)]) == 2
+    assert f"{bad}:2: not UTF-8 text (byte 0xff)" in capsys.readouterr().err
