@@ -37,9 +37,20 @@ _BAD_INPUT = (emu_errors.BadCall, emu_errors.ElfError, emu_errors.ModuleLoadErro
               FileNotFoundError, FtraceError, ScheduleError)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"ftrace-emu {version('ftrace-emu')}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _options(
-    traceback: bool = typer.Option(False, "--traceback", help="Show the Python traceback on errors."),
+    traceback: bool = typer.Option(False, "--traceback",
+                                   help="Show the Python traceback on errors (before or after the command)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
 ) -> None:
     _state["traceback"] = traceback
 
@@ -553,10 +564,28 @@ def _cross(scn, reports: dict, granularity: str, quantum: int, patching: str) ->
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --traceback is accepted after the command too (before a "--" that ends the options).
+    end = argv.index("--") if "--" in argv else len(argv)
+    if "--traceback" in argv[1:end]:
+        argv.remove("--traceback")
+        argv.insert(0, "--traceback")
     try:
         # Without standalone mode click hands back a typer.Exit's code instead of raising it.
         code = app(args=argv, standalone_mode=False)
+        if code == 130:  # click turned a Ctrl-C into its exit status
+            raise KeyboardInterrupt
         return code if isinstance(code, int) else 0
+    except BrokenPipeError:
+        # The reader went away (`| head`): as other tools, stop quietly and succeed.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        command = next((a for a in argv if not a.startswith("-")), "ftrace-emu")
+        print(f"ftrace-emu: interrupted during {command}", file=sys.stderr)
+        return 130
     except FtraceDead as exc:  # the system failed, not the input
         return _fail(exc, 1)
     except _BAD_INPUT as exc:

@@ -25,3 +25,31 @@ def test_boot_with_a_missing_image_is_a_one_line_error(capsys, tmp_path):
 def test_help_lists_commands(capsys):
     assert main(["--help"]) == 0
     assert "boot" in capsys.readouterr().out
+
+
+def test_version_and_traceback_after_the_command(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("ftrace-emu ")
+    assert main(["trace", "--run", "nosuch", "--traceback"]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_is_quiet_and_ctrl_c_exits_130():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "ftrace_core.cli"]
+    head = subprocess.run(" ".join(cmd) + " trace --workload fs | head -1", shell=True, capture_output=True,
+                          text=True, executable="/bin/bash")
+    assert head.stdout == "# tracer: function\n" and head.stderr == ""
+    piped = subprocess.run(" ".join(cmd) + " trace --workload fs | head -1; exit ${PIPESTATUS[0]}", shell=True,
+                           capture_output=True, executable="/bin/bash")
+    assert piped.returncode == 0
+    p = subprocess.Popen(cmd + ["explore", "--variant", "legacy"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err == "ftrace-emu: interrupted during explore\n"
