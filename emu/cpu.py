@@ -198,8 +198,12 @@ class Cpu:
                     return rax - (1 << 64) if rax >> 63 else rax
                 if slice_len:
                     self.insns += slice_len
-                    self.advance_clock(slice_len * NS_PER_INSN)
                     spent += slice_len
+                    if quantum:
+                        # Only a switch slice moves the clock: a slice that exists to watch a
+                        # budget must not (the two recorders run different instruction counts
+                        # and must give the same trace).
+                        self.advance_clock(slice_len * NS_PER_INSN)
                 if budget is not None and spent >= budget:
                     self._set_lock_depth(lock_depth)
                     raise self._soft_lockup(rip, f"did not return within {budget} instructions")

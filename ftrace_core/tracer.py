@@ -294,7 +294,7 @@ class GraphTracer:
 
 
 _EVENT = struct.Struct("<QQQq")  # struct trace_event {ip, parent_ip, ts, pid}
-_HEAD = struct.Struct("<QQ")  # struct trace_ring {written, mask}
+_HEAD = struct.Struct("<QQQ")  # struct trace_ring {written, mask, limit}
 TRACE_RING_CAPACITY = 32768  # guest/kernel/main.c
 
 
@@ -310,23 +310,38 @@ class GuestRecorder:
         self.ring_bytes = TRACE_RING_CAPACITY * _EVENT.size
         self.drained = [0] * len(kernel.cpus)
         self.cmdlines: dict[int, str] = {}  # pid -> comm, as the kernel's saved_cmdlines
+        self.buffer = buffer
+        self.slots = 0
         self.resize(buffer.entries_per_cpu)
+        # A ring full of unread events calls trace_ring_full(cpu): drain it then, so what is
+        # kept is decided by the host's buffer alone, as with the hook recorder.
+        full = kernel.symbol("trace_ring_full")
+        kernel.machine.hooks.add(uc_const.UC_HOOK_CODE, self._on_full, begin=full, end=full)
+
+    def _on_full(self, uc, address: int, size: int, data: object) -> None:
+        self.drain(self.buffer)
 
     def set_recording(self, on: bool) -> None:
         self.kernel.machine.write(self.flag, (1 if on else 0).to_bytes(4, "little"))
 
     def resize(self, entries_per_cpu: int) -> None:
-        """Ring slots: the largest power of two that fits, at most the guest's capacity."""
-        slots = 1 << (min(entries_per_cpu, TRACE_RING_CAPACITY).bit_length() - 1)
+        """Ring slots: the largest power of two that fits, at most the guest's capacity (the
+        ring is drained whenever it fills, so its size only sets how often)."""
+        self.slots = 1 << (min(entries_per_cpu, TRACE_RING_CAPACITY).bit_length() - 1)
         for cpu in range(len(self.kernel.cpus)):
-            self.kernel.machine.write(self.heads + cpu * _HEAD.size + 8, (slots - 1).to_bytes(8, "little"))
+            self._set_limit(cpu)
+
+    def _set_limit(self, cpu: int) -> None:
+        base = self.heads + cpu * _HEAD.size
+        self.kernel.machine.write(base + 8, (self.slots - 1).to_bytes(8, "little")
+                                  + (self.drained[cpu] + self.slots).to_bytes(8, "little"))
 
     def drain(self, buffer: RingBuffer) -> None:
         machine = self.kernel.machine
         for cpu in self.kernel.cpus:
             self.cmdlines[cpu.task.pid] = trace_comm(cpu.task)
         for index in range(len(self.kernel.cpus)):
-            written, mask = _HEAD.unpack(machine.read(self.heads + index * _HEAD.size, _HEAD.size))
+            written, mask, _ = _HEAD.unpack(machine.read(self.heads + index * _HEAD.size, _HEAD.size))
             new = written - self.drained[index]
             if new <= 0:
                 continue
@@ -339,3 +354,4 @@ class GuestRecorder:
                 ip, parent, ts, pid = _EVENT.unpack_from(raw, (seq & mask) * _EVENT.size)
                 buffer.record(TraceEntry(ts, index, self.cmdlines.get(pid, "<...>"), pid, ip, parent))
             self.drained[index] = written
+            self._set_limit(index)

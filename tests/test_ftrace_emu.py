@@ -401,3 +401,19 @@ def test_both_recorders_give_the_same_trace():
     lines = [line for line in traces[0].splitlines() if not line.startswith("#")]
     assert any(line.split()[0] == "<idle>-0" and "[000]" in line for line in lines)
     assert any(line.split()[0] == "insmod-2001" and line.endswith(": race_mod_compute <-race_mod_work") for line in lines)
+
+
+@pytest.mark.parametrize("size_kb,kept", [(None, 45056), ("100", 3200)])
+def test_both_recorders_keep_the_same_events_for_a_buffer_size(size_kb, kept):
+    """The guest's rings are drained whenever they fill (trace_ring_full), so the host's
+    buffer, sized by buffer_size_kb, decides what is kept for both recorders."""
+    traces = []
+    for recorder in ("hook", "guest"):
+        s = boot("fixed", recorder=recorder)
+        if size_kb:
+            s.tracefs.write("buffer_size_kb", size_kb)
+        s.tracefs.write("current_tracer", "function")
+        s.call("workload_run", 300)
+        traces.append(s.tracefs.read("trace"))
+    assert traces[0] == traces[1]
+    assert f"# entries-in-buffer/entries-written: {kept}/" in traces[0]

@@ -18,8 +18,10 @@ unsigned long ftrace_calls_seen[2];
 /*
  * The in-guest recorder, the kernel's way: function_trace_call writes each
  * event into its CPU's ring (a power-of-two number of slots, set by the host)
- * and the host drains the rings when the trace is read.  Off (0) when the host
- * records from a hook on function_trace_call instead.
+ * and the host drains the rings when the trace is read, or when a ring is full
+ * of events it has not read (trace_ring_full), so that the host's buffer, sized
+ * by buffer_size_kb, decides what is kept.  Off (0) when the host records from
+ * a hook on function_trace_call instead.
  */
 #define TRACE_RING_CAPACITY 32768
 
@@ -36,12 +38,19 @@ struct trace_event {
 struct trace_ring {
 	unsigned long written;
 	unsigned long mask;	/* slots - 1 */
+	unsigned long limit;	/* written reaches this: every slot holds an unread event */
 };
 
 int ftrace_guest_recording;
 struct trace_ring trace_rings[2];
 struct trace_event trace_ring_events[2][TRACE_RING_CAPACITY]
 	__attribute__((aligned(4096), section(".bss..page_aligned")));
+
+/* The host drains the ring here (a hook on this function). */
+notrace __attribute__((noinline)) void trace_ring_full(unsigned int cpu)
+{
+	asm volatile("" : : "r"(cpu) : "memory");
+}
 
 /* Virtual nanoseconds one traced call costs its CPU, as the host charges too. */
 #define TRACE_EVENT_NS 100
@@ -64,6 +73,8 @@ notrace void function_trace_call(unsigned long ip, unsigned long parent_ip,
 		return;
 	pc = this_cpu_area();
 	ring = &trace_rings[cpu];
+	if (ring->written == ring->limit)
+		trace_ring_full(cpu);
 	e = &trace_ring_events[cpu][ring->written & ring->mask];
 	pc->clock_ns += TRACE_EVENT_NS;
 	e->ip = ip;
