@@ -202,7 +202,8 @@ def trace(
 
 @app.command()
 def functions(
-    glob: Optional[str] = typer.Argument(None, help="Only functions matching this glob (the kernel's filter rules)."),
+    glob: Optional[str] = typer.Argument(None, help="Only functions this filter token selects, as set_ftrace_filter "
+                                                    "would ('vfs_*', '*:mod:race_mod', '!*lock*')."),
     enabled: bool = typer.Option(False, "--enabled", help="enabled_functions after turning the function tracer on."),
     module: list[Path] = typer.Option([], "--module", "-m", help="Load this module first (repeatable)."),
 ) -> None:
@@ -210,7 +211,10 @@ def functions(
 
     Example: ftrace-emu functions 'race_mod_*' --module guest/modules/race_mod.ko
     """
-    from .hash import filter_parse_regex, ftrace_match
+    from emu.sched import run_to_completion
+
+    from .hash import FtraceHash
+    from .tracefs.regex import ftrace_process_regex
 
     _check_files(module)
     system = boot_system("fixed")
@@ -220,8 +224,13 @@ def functions(
         system.tracefs.write("current_tracer", "function")
     lines = system.tracefs.read("enabled_functions" if enabled else "available_filter_functions").splitlines()
     if glob is not None:
-        kind, search, negate = filter_parse_regex(glob)
-        lines = [l for l in lines if ftrace_match(l.split(" ")[0], kind, search) != negate]
+        # The token selects what it would add to an empty set_ftrace_filter ('!' inverts).
+        negate = glob.startswith("!")
+        chosen = FtraceHash()
+        if run_to_completion(ftrace_process_regex(system, chosen, glob.removeprefix("!"))) < 0:
+            raise FtraceError(f"no function matches {glob!r}")
+        names = {system.env.name_ip(ip) for ip in chosen}
+        lines = [l for l in lines if (l.split(" (")[0] in names) != negate]
         if not lines:
             raise FtraceError(f"no function matches {glob!r}")
     for line in lines:

@@ -61,14 +61,19 @@ class Session:
             raise FtraceError(f"--recorder {self.recorder!r}: expected one of {', '.join(RECORDERS)}")
         system = boot(self.variant, recorder=self.recorder)
         system.cpus[self.cpu].set_task(Task(*self.task))
-        for path in self.modules:
-            system.insmod(path, cpu=self.cpu)
         fs = system.tracefs
-        if self.filters:
-            fs.write("set_ftrace_filter", " ".join(self.filters))
-        if self.notrace:
-            fs.write("set_ftrace_notrace", " ".join(self.notrace))
+        # As a user would by hand: switch tracing on first, so the modules' own init is
+        # traced, unless a filter names what only a loaded module has (a 4.x kernel keeps no
+        # filter for a module not loaded yet); then load first.
+        early = not self.modules or self._filters_apply_before_loading(system)
+        if not early:
+            for path in self.modules:
+                system.insmod(path, cpu=self.cpu)
+        self._set_filters(fs)
         fs.write("current_tracer", self.tracer)
+        if early:
+            for path in self.modules:
+                system.insmod(path, cpu=self.cpu)
         for call in self.calls:
             try:
                 call.result = system.call(call.symbol, *call.args, cpu=self.cpu)
@@ -76,6 +81,23 @@ class Session:
                 self.fault = fault  # the trace up to the fault is what a developer wants most
                 break
         return system
+
+
+    def _set_filters(self, fs) -> None:
+        if self.filters:
+            fs.write("set_ftrace_filter", " ".join(self.filters))
+        if self.notrace:
+            fs.write("set_ftrace_notrace", " ".join(self.notrace))
+
+    def _filters_apply_before_loading(self, system: System) -> bool:
+        """Does every filter and notrace token match something before any module loads?"""
+        from emu.sched import run_to_completion
+
+        from .hash import FtraceHash
+        from .tracefs.regex import ftrace_process_regex
+
+        return all(run_to_completion(ftrace_process_regex(system, FtraceHash(), token)) == 0
+                   for token in (*self.filters, *self.notrace))
 
 
 def render(system: System, fmt: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
 import guest
+from emu.cpu import Task
 from emu.errors import EmuError, GuestFault, ModuleLoadError
 
 from .errors import FtraceError
@@ -39,6 +40,10 @@ class ShellError(FtraceError):
     """A command line the shell cannot run as written (syntax, arguments)."""
 
 
+#: The shell's task on CPU 0 (CPU N runs as SHELL_PID + N).
+SHELL_PID = 1042
+
+
 class Shell:
     """Runs command lines against a System, printing each one's output (or its error, as a
     shell would, on one line) to `out`.  Bad input never raises."""
@@ -47,6 +52,9 @@ class Shell:
         self.system = system
         self.out = out if out is not None else sys.stdout
         self.cpu = self._check_cpu(cpu)
+        # What the shell runs, it runs as its own task on each CPU (not the idle tasks).
+        for index, c in enumerate(system.cpus):
+            c.set_task(Task("sh", SHELL_PID + index))
         self._commands: dict[str, Callable[[list[str]], None]] = {
             "echo": self._echo, "cat": self._tracefs_command, "rmmod": self._rmmod,
             "call": self._call, "insmod": self._insmod, "ls": self._ls, "dmesg": self._dmesg,

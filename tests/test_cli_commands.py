@@ -41,8 +41,8 @@ def test_shell_reads_commands_from_stdin(capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO(script))
     assert main(["shell"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "0"  # swapper/0's pid, returned by the guest's getpid
-    assert out[-3].endswith(": get_current_pid <-__x64_sys_getpid")
+    assert out[0] == "1042"  # the shell's own task, returned by the guest's getpid
+    assert out[-3].endswith(": get_current_pid <-__x64_sys_getpid") and out[-3].lstrip().startswith("sh-1042 ")
     assert out[-2] == "echo: write error: Invalid argument (set_ftrace_filter: 'nosuch' matches no function)"
     assert out[-1] == "get_current_pid"
 

@@ -205,7 +205,10 @@ def test_an_oops_keeps_the_trace_up_to_it_then_reports_and_exits_1(capsys):
                           "--run", "lkdtm_OK 2")
     assert code == 1
     events = [l.split(": ", 1)[1] for l in out.splitlines() if not l.startswith("#")]
-    assert events == ["lkdtm_OK <-guest_return_trap", "lkdtm_NULL_DEREF <-guest_return_trap"]  # not the third
+    assert events[0] == "init_module <-guest_return_trap"  # tracing was on before lkdtm loaded
+    calls = [e for e in events if e.endswith("<-guest_return_trap")]
+    assert calls == ["init_module <-guest_return_trap", "lkdtm_OK <-guest_return_trap",
+                     "lkdtm_NULL_DEREF <-guest_return_trap"]  # not the third call
     assert err.startswith("BUG: unable to handle kernel NULL pointer dereference at 0000000000000000\nIP: [<")
 
 
@@ -224,3 +227,18 @@ def test_json_lines_record_lost_events(tmp_path, capsys):
     lost = [l for l in lines if l.get("type") == "lost"]
     assert lost and lost[0]["cpu"] == 0 and lost[0]["events"] == system.buffer.overrun[0] > 0
     assert lines.index(lost[0]) == 0
+
+
+def test_trace_traces_a_modules_own_init_when_the_filters_allow(capsys):
+    hello = str(guest.module_path("hello"))
+    code, out, _ = _run(capsys, "trace", "-m", hello, "--run", "hello_answer")
+    assert code == 0 and ": init_module <-guest_return_trap" in out
+    # a filter on the module needs it loaded first: its init is then not traced
+    code, out, _ = _run(capsys, "trace", "-m", hello, "--filter", "*:mod:hello", "--run", "hello_answer")
+    assert code == 0 and [l.split(": ", 1)[1] for l in out.splitlines() if not l.startswith("#")] == \
+        ["hello_answer <-guest_return_trap"]
+
+
+def test_functions_takes_a_filter_token_with_a_module(capsys):
+    code, out, _ = _run(capsys, "functions", "*:mod:race_mod", "-m", str(guest.module_path("race_mod")))
+    assert code == 0 and out.splitlines() and all(l.endswith(" [race_mod]") for l in out.splitlines())
