@@ -164,7 +164,8 @@ def trace(
                                            help="A named workload: syscalls (default), getpid, fs."),
     cpu: int = typer.Option(0, "--cpu", help="The CPU the calls run on."),
     variant: str = typer.Option("fixed", "--variant", "-v", help=VARIANT_HELP),
-    fmt: str = typer.Option("text", "--format", help="text (the kernel's trace), json (one event per line), "
+    fmt: str = typer.Option("text", "--format", help="text (the kernel's trace), json (JSON Lines: one object an event, "
+                                                     "after one a CPU that lost events), "
                                                      "chrome (trace-event JSON for Perfetto / chrome://tracing)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the trace here, not to stdout."),
     recorder: str = typer.Option("hook", "--recorder", help="hook (a host hook on each traced call) or guest "
@@ -458,6 +459,7 @@ def explore(
     depth: int = typer.Option(3, "--depth", help="PCT bug depth d for --random."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Stop each variant after this many runs."),
     as_json: bool = typer.Option(False, "--json", help='One object: {"variants": {...}, "cross_replay": {...}}.'),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display, even on a terminal."),
 ) -> None:
     """Explore every schedule of a scenario (the race by default) on each kernel variant.
 
@@ -500,7 +502,7 @@ def explore(
 
     if len(variants) > 1 and jobs > 1:
         reports = map_forked(one, variants, jobs)
-    elif console.is_terminal and not as_json:
+    elif console.is_terminal and not as_json and not quiet:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         reports = []
