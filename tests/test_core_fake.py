@@ -341,3 +341,53 @@ def test_batched_rewrites_leave_exactly_what_record_by_record_rewrites_leave(pat
         outcomes.append(([r.flags for r in ftrace.records], bytes(text.mem), env.lines, env.warnings,
                          ftrace.ftrace_disabled))
     assert outcomes[0] == outcomes[1]
+
+
+class _FailingWrites:
+    """Text whose writes fault when `fails(index, data)` says so (index counts writes)."""
+
+    def __init__(self, text, fails):
+        from ftrace_core.text import TextFault
+
+        real, count = text.write, [0]
+
+        def write(ip, data):
+            count[0] += 1
+            if fails(count[0], data):
+                raise TextFault(ip, "read-only")
+            real(ip, data)
+        text.write = write
+
+
+def test_a_failed_ftrace_call_update_puts_the_first_byte_back():
+    """arch/x86/kernel/ftrace.c ftrace_modify_code() (v4.5-v4.8.17): add_break, the other four
+    bytes, the first; if the four fail, fail_update writes the old first byte back;
+    update_ftrace_func() names the site for ftrace_int3_handler()."""
+    from ftrace_core.breakpoints import ftrace_int3_handler
+
+    ftrace, text, env, sites = fake_ftrace(4)
+    arch = ftrace.arch
+    arch.breakpoints = True
+    text.writable = True
+    ip = arch.addrs.ftrace_call
+    before = text.read(ip, 5)
+    _FailingWrites(text, lambda i, data: len(data) == 4)  # only the four bytes after the int3 fail
+    assert arch.ftrace_update_ftrace_func(arch.addrs.ftrace_caller) == -1  # -EPERM
+    assert text.read(ip, 5) == before  # the int3 was taken out again
+    assert arch.ftrace_update_func == ip
+    ftrace.modifying_ftrace_code = 1
+    assert ftrace_int3_handler(ftrace, ip + 1) == ip + 5  # the site being updated: skipped
+    assert ftrace_int3_handler(ftrace, arch.addrs.ftrace_stub + 1) is None  # any other: not ftrace's
+
+
+def test_an_int3_that_cannot_be_taken_out_of_ftrace_call_is_a_bug():
+    ftrace, text, env, sites = fake_ftrace(4)
+    arch = ftrace.arch
+    arch.breakpoints = True
+    text.writable = True
+    bugs = []
+    arch.bug = lambda where, detail: bugs.append(where)
+    _FailingWrites(text, lambda i, data: i > 1)  # the int3 lands, then nothing more can be written
+    arch.ftrace_update_ftrace_func(arch.addrs.ftrace_caller)
+    assert bugs == ["arch/x86/kernel/ftrace.c:ftrace_modify_code"]
+    assert text.read(arch.addrs.ftrace_call, 1) == b"\xcc"
