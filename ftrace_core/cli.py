@@ -119,7 +119,7 @@ def history(
 
     Example: ftrace-emu history --jobs 2
     """
-    from .history import explore_history
+    from .explore.history import explore_history
 
     if jobs < 1:
         raise FtraceError(f"--jobs must be at least 1, got {jobs}")
@@ -467,7 +467,7 @@ def explore(
 
     Example: ftrace-emu explore --all-variants --jobs 2
     """
-    from .explorer import GRANULARITIES, explore_random, explore_variant, map_forked
+    from .explore import GRANULARITIES, explore_random, explore_variant, map_forked
     from .scenario import load_scenario
 
     scn = load_scenario(scenario)
@@ -559,7 +559,7 @@ def explore(
 def _cross(scn, reports: dict, granularity: str, quantum: int, patching: str) -> dict:
     """Every failing schedule of each variant, replayed on the others; with naive patching,
     also on the same kernel with breakpoints."""
-    from .explorer import cross_replay
+    from .explore import cross_replay
 
     out = {}
     for src, report in reports.items():

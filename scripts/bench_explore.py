@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ftrace_core.explorer import Prepared, explore_variant  # noqa: E402
+from ftrace_core.explore import Prepared, explore_variant  # noqa: E402
 from ftrace_core.scenario import load_scenario  # noqa: E402
 
 

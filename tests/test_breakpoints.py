@@ -6,7 +6,7 @@ import pytest
 
 from emu.errors import GuestFault
 from ftrace_core.arch_x86 import NOP5, call_target
-from ftrace_core.explorer import explore_variant, map_forked
+from ftrace_core.explore import explore_variant, map_forked
 from ftrace_core.ops import FtraceOps
 from ftrace_core.scenario import load_scenario, parse_scenario, run_scenario
 from ftrace_core.system import boot

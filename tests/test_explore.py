@@ -9,7 +9,7 @@ import pytest
 
 from ftrace_core.cli import main
 from ftrace_core.kernels import VARIANTS
-from ftrace_core.explorer import cross_replay, explore_random, explore_variant, map_forked
+from ftrace_core.explore import cross_replay, explore_random, explore_variant, map_forked
 from ftrace_core.scenario import load_scenario, parse_scenario, run_scenario
 
 RACE = load_scenario("race")

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from ftrace_core.cli import main
-from ftrace_core.history import explore_bug, explore_history
+from ftrace_core.explore.history import explore_bug, explore_history
 from ftrace_core.kernels import (
     DISABLED_IGNORED_EVERYWHERE, DISABLED_RECORDS, ENABLE_AFTER_RO, ENABLE_IN_PREPARE_COMING, KERNELS,
     UPDATE_CALLS_ON_CHANGE, VARIANTS,
@@ -100,7 +100,7 @@ def test_history_command_exits_1_when_a_verdict_disagrees(capsys, monkeypatch):
     monkeypatch.setattr(bugs, "BUGS", (bugs.Bug(SHUTDOWN.name, SHUTDOWN.scenario, SHUTDOWN.signature,
                                                 SHUTDOWN.summary, fixed_by=ENABLE_AFTER_RO,
                                                 introduced_by=DISABLED_RECORDS),))
-    monkeypatch.setattr("ftrace_core.history.BUGS", bugs.BUGS)
+    monkeypatch.setattr("ftrace_core.explore.history.BUGS", bugs.BUGS)
     assert main(["history", "--max-preemptions", "1", "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["bugs"][0]["disagreements"] == [

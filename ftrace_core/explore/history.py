@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .explorer import VariantReport, cross_replay, explore_variant, map_forked
-from .kernels import KERNELS, VARIANTS
-from .kernels.bugs import BUGS, Bug
-from .scenario import load_scenario
+from .runner import VariantReport, cross_replay, explore_variant, map_forked
+from ..kernels import KERNELS, VARIANTS
+from ..kernels.bugs import BUGS, Bug
+from ..scenario import load_scenario
 
 
 @dataclass

@@ -28,9 +28,9 @@ from emu.explore import PCT, Node, Plan, RunTrace, continue_choice, explore, nex
 from emu.footprint import Tracker
 from emu.schedule import Schedule
 
-from .invariants import CallAudit, check
-from .scenario import NR_CPUS, CommandResult, Scenario, scheduler_for
-from .system import System, boot
+from ..invariants import CallAudit, check
+from ..scenario import NR_CPUS, CommandResult, Scenario, scheduler_for
+from ..system import System, boot
 
 GRANULARITIES = ("coarse", "record", "fine")
 _PER_WRITE = {"ftrace_replace_code", "ftrace_module_enable", "bp_write", "bp_update", "bp_finish", "text_byte",
