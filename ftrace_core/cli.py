@@ -212,10 +212,7 @@ def functions(
 
     Example: ftrace-emu functions 'race_mod_*' --module guest/modules/race_mod.ko
     """
-    from emu.sched import run_to_completion
-
-    from .hash import FtraceHash
-    from .tracefs.regex import ftrace_process_regex
+    from .tracefs.regex import selected_by
 
     _check_files(module)
     system = boot_system("fixed")
@@ -227,8 +224,8 @@ def functions(
     if glob is not None:
         # The token selects what it would add to an empty set_ftrace_filter ('!' inverts).
         negate = glob.startswith("!")
-        chosen = FtraceHash()
-        if run_to_completion(ftrace_process_regex(system, chosen, glob.removeprefix("!"))) < 0:
+        chosen = selected_by(system, glob.removeprefix("!"))
+        if chosen is None:
             raise FtraceError(f"no function matches {glob!r}")
         names = {system.env.name_ip(ip) for ip in chosen}
         lines = [l for l in lines if (l.split(" (")[0] in names) != negate]

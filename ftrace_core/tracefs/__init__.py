@@ -59,19 +59,25 @@ def kstrtoul(name: str, data: bytes) -> int:
     return value
 
 
-class SimpleHandle:
-    """An open file whose write takes the whole buffer at once (the kernel's simple writes):
-    current_tracer, tracing_on, trace, buffer_size_kb.  A read shows the file as it was at
-    the first read of this open, as seq_file does."""
+class _SeqRead:
+    """A read shows the file as it was at the first read of this open, as seq_file does."""
 
-    def __init__(self, tracefs: "Tracefs", name: str, flags: int):
-        self.tracefs, self.name, self.flags = tracefs, name, flags
-        self._text: str | None = None
+    tracefs: "Tracefs"
+    name: str
+    _text: str | None = None
 
     def read_steps(self) -> Generator[object, None, str]:
         if self._text is None:
             self._text = yield from self.tracefs._read_now(self.name)
         return self._text
+
+
+class SimpleHandle(_SeqRead):
+    """An open file whose write takes the whole buffer at once (the kernel's simple writes):
+    current_tracer, tracing_on, trace, buffer_size_kb."""
+
+    def __init__(self, tracefs: "Tracefs", name: str, flags: int):
+        self.tracefs, self.name, self.flags = tracefs, name, flags
 
     def write_steps(self, data: bytes) -> Generator[object, None, int]:
         writer = self.tracefs._writers[self.name]
@@ -82,19 +88,13 @@ class SimpleHandle:
         yield from ()
 
 
-class FilterHandle(RegexHandle):
+class FilterHandle(_SeqRead, RegexHandle):
     """set_ftrace_filter / set_ftrace_notrace: ftrace_regex_open() semantics, and reads of
     the committed hash under ftrace_lock."""
 
     def __init__(self, tracefs: "Tracefs", name: str, flags: int):
-        super().__init__(tracefs.system, name, _FILTER_FILES[name], (flags & 3) != O_RDONLY, flags)
+        RegexHandle.__init__(self, tracefs.system, name, _FILTER_FILES[name], (flags & 3) != O_RDONLY, flags)
         self.tracefs = tracefs
-        self._text: str | None = None
-
-    def read_steps(self) -> Generator[object, None, str]:
-        if self._text is None:
-            self._text = yield from self.tracefs._read_now(self.name)
-        return self._text
 
 
 class Tracefs:

@@ -86,6 +86,15 @@ def _why(name: str, token: str, ret: int) -> str:
     return f"{name}: {token!r}: {errno.errorcode.get(-ret, ret)}"
 
 
+def selected_by(system: "System", token: str) -> FtraceHash | None:
+    """The records one filter token would put in an empty set_ftrace_filter (for the tool's
+    own questions, nothing is changed), or None if the kernel would refuse it."""
+    from emu.sched import run_to_completion
+
+    chosen = FtraceHash()
+    return chosen if run_to_completion(ftrace_process_regex(system, chosen, token)) == 0 else None
+
+
 def ftrace_process_regex(system: "System", hash_: FtraceHash, buff: str) -> Generator[object, None, int]:
     """ftrace_process_regex(): "func" matches records; "func:command:arg" runs a registered
     command (only `mod` exists here); 0 or -errno."""
