@@ -250,5 +250,5 @@ class _CurrentCpu:
 
 
 def boot(variant: str = "fixed", image: str | Path = guest.VMLINUX, **kwargs) -> System:
-    """Boot the guest kernel with ftrace (variant: legacy, seed or fixed)."""
+    """Boot the guest kernel with ftrace (variant: one of ftrace_core.kernels.VARIANTS)."""
     return System(variant, image, **kwargs)
