@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import guest
 
@@ -26,12 +26,18 @@ def _tool(name: str) -> str:
     return path
 
 
-def _run(argv: Sequence[str], cwd: Path) -> None:
+def _run(argv: Sequence[str], cwd: Path, what: str | None = None) -> str:
+    """Run a tool; its diagnostics (warnings) on success, ToolchainError with the first
+    error line on failure (the tool's own words, naming the user's file)."""
     proc = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True)
+    diagnostics = (proc.stderr or "") + (proc.stdout or "")
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        detail = diagnostics.strip().splitlines()
         first = next((line for line in detail if "error" in line), detail[0] if detail else "")
-        raise ToolchainError(f"{Path(argv[0]).name} failed on {' '.join(argv[-3:])}: {first}")
+        err = ToolchainError(f"{Path(argv[0]).name} failed on {what or ' '.join(argv[-3:])}: {first}")
+        err.diagnostics = diagnostics
+        raise err
+    return diagnostics
 
 
 def compile_object(src: Path, out: Path, cwd: Path, include: Path = guest.INCLUDE_DIR) -> None:
@@ -41,25 +47,46 @@ def compile_object(src: Path, out: Path, cwd: Path, include: Path = guest.INCLUD
     _run([_tool("gcc"), *guest.CFLAGS, f"-I{rel_inc}", "-c", rel_src, "-o", str(out)], cwd)
 
 
+def compile_module_object(src: str, out: Path) -> str:
+    """Compile a user's module source as given (so every diagnostic names the user's file),
+    with the guest flags and, as kbuild builds modules, -nostdinc: only kernel.h and the
+    compiler's own headers (stdarg.h and the like), never the host's.  The warnings."""
+    gcc = _tool("gcc")
+    compiler_include = subprocess.run([gcc, "-print-file-name=include"], capture_output=True,
+                                      text=True).stdout.strip()
+    return _run([gcc, *guest.CFLAGS, "-nostdinc", "-isystem", compiler_include, f"-I{guest.INCLUDE_DIR}",
+                 "-c", src, "-o", str(out)], Path.cwd(), what=src)
+
+
 def link_relocatable(objects: Sequence[Path], out: Path, cwd: Path) -> None:
     """Join objects into one relocatable module with `ld -r`, as kbuild does for a .ko."""
     _run([_tool("ld"), "-r", "--build-id=none", "-o", str(out), *map(str, objects)], cwd)
 
 
-def build_module(sources: Sequence[Path], out: Path, cwd: Path | None = None) -> Path:
-    """Build a loadable module (ET_REL) from one or more C files."""
+def build_module(sources: Sequence[Path], out: Path, cwd: Path | None = None,
+                 warn: Callable[[str], None] = lambda text: None) -> Path:
+    """Build a loadable module (ET_REL) from one or more C files.  With cwd (the shipped
+    modules) paths are taken relative to it, for byte-identical builds; without, each source
+    is compiled as the user named it, -nostdinc, and the compiler's warnings go to warn."""
     if not sources:
         raise ToolchainError("no source files given")
     for src in sources:
-        if not src.is_file():
+        if not Path(src).is_file():
             raise ToolchainError(f"{src}: no such source file")
-    cwd = cwd or Path(sources[0]).resolve().parent
+        if Path(src).suffix != ".c":
+            raise ToolchainError(f"{src}: not a C source file (a module is built from .c files)")
     with tempfile.TemporaryDirectory(prefix="ftrace-emu-build-") as tmp:
         objs = []
         for i, src in enumerate(sources):
             obj = Path(tmp) / f"{i}-{Path(src).stem}.o"
-            compile_object(Path(src).resolve(), obj, cwd)
+            if cwd is None:
+                diagnostics = compile_module_object(str(src), obj)
+                if diagnostics:
+                    warn(diagnostics)
+            else:
+                compile_object(Path(src).resolve(), obj, cwd)
             objs.append(obj)
+        cwd = cwd or Path.cwd()
         if len(objs) == 1:
             shutil.copyfile(objs[0], out)
         else:

@@ -288,7 +288,13 @@ def build_module(
     from emu.elf import read_object
     from emu.toolchain import build_module as build
 
-    path = build(sources, output)
+    from emu.errors import ToolchainError
+
+    try:
+        path = build(sources, output, warn=lambda text: print(text, end="", file=sys.stderr))
+    except ToolchainError as exc:
+        print(getattr(exc, "diagnostics", ""), end="", file=sys.stderr)  # gcc's own lines first
+        raise
     obj = read_object(path.read_bytes(), str(path))
     sites = sum(s.size // 8 for s in obj.sections if s.name == "__mcount_loc")
     print(f"built {path}: {sites} traceable functions")

@@ -158,7 +158,10 @@ def test_build_module_reports_compile_errors(tmp_path, capsys):
     bad = tmp_path / "bad.c"
     bad.write_text("int init_module(void) { return oops; }\n")
     code, _, err = _run(capsys, "build-module", str(bad), "-o", str(tmp_path / "bad.ko"))
-    assert code == 2 and "error" in err and err.count("\n") == 1
+    # gcc's own diagnostics, then the one-line error naming the file
+    lines = err.splitlines()
+    assert code == 2 and f"{bad}:1:32: error: ‘oops’ undeclared" in err
+    assert lines[-1].startswith(f"ftrace-emu: error: gcc failed on {bad}: {bad}:1:32: error:")
 
 
 def test_build_module_without_gcc_says_so(tmp_path, capsys, monkeypatch):

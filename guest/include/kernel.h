@@ -37,6 +37,19 @@ typedef _Bool bool;
 #define ENAMETOOLONG 36
 #define ENOSYS 38
 
+/*
+ * What a module author writes: module_init(fn) / module_exit(fn) name the
+ * functions the loader runs (init_module / cleanup_module, as aliases, the way
+ * <linux/module.h> does it for a module), MODULE_LICENSE() goes to .modinfo.
+ */
+#define module_init(fn) int init_module(void) __attribute__((alias(#fn)))
+#define module_exit(fn) void cleanup_module(void) __attribute__((alias(#fn)))
+#define __MODULE_INFO(tag, name, info)                                       \
+	static const char __mod_##name[] __used                              \
+		__attribute__((section(".modinfo"), aligned(1))) = #tag "=" info
+#define MODULE_LICENSE(_license) __MODULE_INFO(license, license, _license)
+#define MODULE_DESCRIPTION(_description) __MODULE_INFO(description, description, _description)
+
 /* Functions the tracer must never see: the kernel's "notrace". */
 #define notrace __attribute__((no_instrument_function))
 #define __noinline __attribute__((noinline))
@@ -145,15 +158,11 @@ struct task_struct;
 struct task_struct *get_current(void);
 int get_current_pid(void);
 void schedule(void);
-void scheduler_tick(void);
-void tick_handle_periodic(void);
 long do_syscall_64(long nr, long a0, long a1, long a2);
 long ksys_write(int fd, const char *buf, size_t count);
 long ksys_read(int fd, char *buf, size_t count);
 long do_sys_open(const char *filename, int flags);
 long ksys_close(int fd);
-long do_unlinkat(const char *pathname);
-long do_sched_yield(void);
 
 /*
  * At -O2 gcc clones small functions it can specialise (foo.isra.0,

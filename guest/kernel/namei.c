@@ -3,6 +3,7 @@
  * the open, create, unlink and mkdir lookups built on it.
  */
 #include "fs.h"
+#include "internal.h"
 
 struct filename {
 	const char *name;

@@ -4,6 +4,7 @@
  * the call chains a real kernel's timer tick and context switch produce.
  */
 #include <kernel.h>
+#include "internal.h"
 
 #define NICE_0_LOAD 1024UL
 #define TICK_NSEC (1000000000UL / HZ)

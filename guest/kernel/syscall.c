@@ -3,6 +3,7 @@
  * entry/exit work around it, and the sys_call_table it dispatches through.
  */
 #include <kernel.h>
+#include "internal.h"
 
 /* The registers a syscall sees; only those the table's calls read. */
 struct pt_regs {

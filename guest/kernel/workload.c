@@ -3,6 +3,7 @@
  * worth tracing (ticks, syscalls, file I/O), with results a test can check.
  */
 #include <kernel.h>
+#include "internal.h"
 
 #define WORKLOAD_MAX_RECORD 64
 
