@@ -50,16 +50,17 @@ def main() -> int:
     parallel = explore_variant(race, args.variant, max_preemptions=2, reduce=False, limit=args.limit, jobs=jobs)
     reduced = explore_variant(race, args.variant, reduce=True, limit=args.limit)
     restore = restore_cost_us(args.variant, 200 if args.limit is None else 5)
-    per_run_ms = 1000 * plain.seconds / max(plain.schedules, 1)
+    # Rates are of runs executed (a run is what costs); `schedules` counts the distinct ones.
+    per_run_ms = 1000 * plain.seconds / max(plain.runs, 1)
     rows = [
-        ("plain, bound 2", plain.schedules, len(plain.failing_schedules), plain.seconds, plain.schedules / plain.seconds),
+        ("plain, bound 2", plain.schedules, len(plain.failing_schedules), plain.seconds, plain.runs / plain.seconds),
         (f"plain, --jobs {jobs}", parallel.schedules, len(parallel.failing_schedules), parallel.seconds,
-         parallel.schedules / parallel.seconds),
+         parallel.runs / parallel.seconds),
         ("reduced, unbounded", reduced.schedules, len(reduced.failing_schedules), reduced.seconds,
-         reduced.schedules / reduced.seconds),
+         reduced.runs / reduced.seconds),
     ]
     print(f"race scenario on {args.variant}, coarse granularity, one process unless --jobs")
-    print(f"{'mode':<20} {'schedules':>9} {'failing':>8} {'seconds':>8} {'per s':>7}")
+    print(f"{'mode':<20} {'schedules':>9} {'failing':>8} {'seconds':>8} {'runs/s':>7}")
     for name, n, failing, secs, rate in rows:
         print(f"{name:<20} {n:>9} {failing:>8} {secs:>8.2f} {rate:>7.1f}")
     print(f"restoring the booted state (fork + exit): {restore:.0f} us; "
