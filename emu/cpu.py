@@ -40,9 +40,11 @@ MASK64 = (1 << 64) - 1
 PERCPU_SELF, PERCPU_CPU, PERCPU_PID, PERCPU_COMM, PERCPU_CLOCK, PERCPU_LOCK_DEPTH = 0, 8, 12, 16, 32, 40
 #: Slices a CPU may keep running inside a spinlocked section before it counts as stuck.
 SOFT_LOCKUP_SLICES = 20000
-#: Instructions per counted slice when a call has a budget but no quantum.
-BUDGET_SLICE = 1_000_000
-#: Virtual nanoseconds charged per instruction of an expired quantum, and per finished call.
+#: Guest code always runs in counted slices: each CPU's clock moves on by the instructions
+#: of every slice it completes, at the stated emulated frequency (1 GHz: 1 ns an
+#: instruction), so timestamps and function_graph durations measure work, to a slice's
+#: resolution when no quantum asks for finer.
+CLOCK_SLICE = 1000
 NS_PER_INSN = 1
 # emu_start's errors for a memory access the MMU refused (Machine.explain_fault tells which).
 _MEMORY_ERRORS = frozenset((
@@ -165,8 +167,7 @@ class Cpu:
         lock_depth = self.lock_depth()
         stuck = 0
         spent = 0
-        # Without a quantum a budget still needs counted slices to notice it is spent.
-        slice_len = quantum or (min(budget, BUDGET_SLICE) if budget else 0)
+        slice_len = quantum or (min(budget, CLOCK_SLICE) if budget else CLOCK_SLICE)
         first = True
         try:
             while True:
@@ -196,19 +197,14 @@ class Cpu:
                     self.advance_clock(NS_PER_CALL)
                     rax = uc.reg_read(UC_X86_REG_RAX)
                     return rax - (1 << 64) if rax >> 63 else rax
-                if slice_len:
-                    self.insns += slice_len
-                    spent += slice_len
-                    if quantum:
-                        # Only a switch slice moves the clock: a slice that exists to watch a
-                        # budget must not (the two recorders run different instruction counts
-                        # and must give the same trace).
-                        self.advance_clock(slice_len * NS_PER_INSN)
+                self.insns += slice_len
+                spent += slice_len
+                self.advance_clock(slice_len * NS_PER_INSN)
                 if budget is not None and spent >= budget:
                     self._set_lock_depth(lock_depth)
                     raise self._soft_lockup(rip, f"did not return within {budget} instructions")
                 if not quantum:
-                    continue  # a counted slice only for the budget: not a switch point
+                    continue  # a counted slice for the clock and the budget: not a switch point
                 if self.lock_depth():
                     # Inside a spinlocked section: no switch here (see kernel.h).
                     stuck += 1

@@ -81,14 +81,18 @@ class CallAudit:
         if cpu.resume_rip == address:
             # The same entry, seen again as the slice that stopped on it resumes: judge it
             # now, when it runs, as an instruction hook would.
-            if self.expected.pop(cpu.index, None) is not None:
+            pending = self.expected.pop(cpu.index, None)
+            if pending is not None and pending[3]:
                 self.counted -= 1
         else:
             self.settle(cpu.index)
         cpu.resume_rip = None  # only a slice's first block can be such a repeat
-        if self._counting(address):
-            parent = int.from_bytes(uc.mem_read(uc.reg_read(UC_X86_REG_RSP), 8), "little")
-            self.expected[cpu.index] = (address, parent, self.system.ftrace.generation)
+        # Every entry is followed, counted or not: a call entered while an update was under
+        # way may be recorded after it ends, and is then neither lost nor traced twice.
+        counting = self._counting(address)
+        parent = int.from_bytes(uc.mem_read(uc.reg_read(UC_X86_REG_RSP), 8), "little")
+        self.expected[cpu.index] = (address, parent, self.system.ftrace.generation, counting)
+        if counting:
             self.counted += 1
 
     def on_traced(self, cpu: int, ip: int, parent: int) -> None:
@@ -102,7 +106,7 @@ class CallAudit:
         pending = self.expected.pop(cpu, None)
         # Not traced: a loss, unless what is traced changed between the entry and now (the
         # other CPU switched tracing off in between; the kernel leaves that call either way).
-        if pending is not None and pending[2] == self.system.ftrace.generation:
+        if pending is not None and pending[3] and pending[2] == self.system.ftrace.generation:
             self.missed.append((cpu, pending[0], pending[1]))
 
     def finish(self) -> None:

@@ -154,16 +154,20 @@ class FunctionTracer:
         self.bp_listeners: list = []  # told of each int3 met at a site being rewritten
         self._busy = [False] * len(kernel.cpus)
         machine = kernel.machine
-        self.direct = kernel.symbol("function_trace_call")
+        # The hook recorder takes each event the guest's function_trace_call has just written
+        # (trace_event_recorded): both recorders run the same guest code and stamp it alike.
+        self.direct = kernel.symbol("trace_event_recorded")
         self.list_func = kernel.symbol("ftrace_ops_list_func")
         # Hooks go in before any of this code is first translated (unicorn-facts.md).
         hooked = (self.direct, self.list_func) if recorder == "hook" else (self.list_func,)
         for addr in hooked:
             machine.hooks.add(uc_const.UC_HOOK_CODE, self._on_callback, begin=addr, end=addr)
-        self.guest = GuestRecorder(kernel, buffer) if recorder == "guest" else None
-        if self.guest is not None:
-            buffer.sources.append(self.guest)
-            self.guest.set_recording(True)
+        # The guest's function_trace_call records into its rings with either recorder, so both
+        # run the same guest instructions (and so move the clock alike); with the hook
+        # recorder the host takes each event from its hook and the rings are only emptied.
+        self.guest = GuestRecorder(kernel, buffer, keep=recorder == "guest")
+        buffer.sources.append(self.guest)  # resized with the buffer, drained (or emptied) on reads
+        self.guest.set_recording(True)
 
     def breakpoint_hit(self, cpu, ip: int) -> None:
         """A CPU met one of ftrace's int3s and was sent past the site: told to the listeners
@@ -178,8 +182,7 @@ class FunctionTracer:
     @tracing_on.setter
     def tracing_on(self, on: bool) -> None:
         self._tracing_on = on
-        if self.guest is not None:
-            self.guest.set_recording(on)
+        self.guest.set_recording(on)
 
     def _on_callback(self, uc, address: int, size: int, data: object) -> None:
         cpu = self.kernel.machine.running_cpu
@@ -187,24 +190,29 @@ class FunctionTracer:
             return
         self._busy[cpu.index] = True  # trace recursion protection, per CPU
         try:
-            ip, parent = uc.reg_read(UC_X86_REG_RDI), uc.reg_read(UC_X86_REG_RSI)
-            if address == self.list_func:
-                for ops in list(self.ftrace.ops_list):
-                    if ops.enabled and hash_contains_ip(ip, ops.filter_hash, ops.notrace_hash) and ops.handler:
-                        ops.handler(ip, parent, cpu)
-            else:
+            if address == self.direct:  # trace_event_recorded(e): the guest's event, as written
+                ip, parent, ts, _ = _EVENT.unpack(bytes(uc.mem_read(uc.reg_read(UC_X86_REG_RDI), _EVENT.size)))
                 ops = self.ftrace.function_trace_op
                 if ops is not None and ops.handler:
+                    ops.handler(ip, parent, cpu, ts)
+                return
+            ip, parent = uc.reg_read(UC_X86_REG_RDI), uc.reg_read(UC_X86_REG_RSI)
+            for ops in list(self.ftrace.ops_list):  # ftrace_ops_list_func
+                if ops.enabled and hash_contains_ip(ip, ops.filter_hash, ops.notrace_hash) and ops.handler:
                     ops.handler(ip, parent, cpu)
         finally:
             self._busy[cpu.index] = False
 
-    def function_trace_call(self, ip: int, parent_ip: int, cpu) -> None:
-        """The function tracer's own callback: one ring-buffer entry per call."""
+    def function_trace_call(self, ip: int, parent_ip: int, cpu, ts: int | None = None) -> None:
+        """The function tracer's own callback: one ring-buffer entry per call.  ts: the time the
+        guest's recorder gave the event (the hook recorder); without it (through
+        ftrace_ops_list_func) the host charges the event to the clock itself."""
         if not self.tracing_on:
             return
-        cpu.advance_clock(TRACE_EVENT_NS)
-        self.buffer.record(TraceEntry(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, ip, parent_ip))
+        if ts is None:
+            cpu.advance_clock(TRACE_EVENT_NS)
+            ts = cpu.clock_ns
+        self.buffer.record(TraceEntry(ts, cpu.index, trace_comm(cpu.task), cpu.task.pid, ip, parent_ip))
         if self.audit is not None:
             self.audit.on_traced(cpu.index, ip, parent_ip)
 
@@ -302,8 +310,9 @@ class GuestRecorder:
     """The host side of the in-guest recorder: switches it on and off, sizes its rings, and
     drains new events into the RingBuffer (counting those a wrapped ring lost)."""
 
-    def __init__(self, kernel: Kernel, buffer: RingBuffer):
+    def __init__(self, kernel: Kernel, buffer: RingBuffer, keep: bool = True):
         self.kernel = kernel
+        self.keep = keep  # False: the hook recorder takes the events, the rings are only emptied
         self.heads = kernel.symbol("trace_rings")  # struct trace_ring {written, mask} a CPU
         self.events = kernel.symbol("trace_ring_events")
         self.flag = kernel.symbol("ftrace_guest_recording")
@@ -346,6 +355,10 @@ class GuestRecorder:
             if new <= 0:
                 continue
             slots = mask + 1
+            if not self.keep:
+                self.drained[index] = written
+                self._set_limit(index)
+                continue
             keep = min(new, slots)
             if new > keep:
                 buffer.lose(index, new - keep)
