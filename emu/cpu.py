@@ -40,11 +40,9 @@ MASK64 = (1 << 64) - 1
 PERCPU_SELF, PERCPU_CPU, PERCPU_PID, PERCPU_COMM, PERCPU_CLOCK, PERCPU_LOCK_DEPTH = 0, 8, 12, 16, 32, 40
 #: Slices a CPU may keep running inside a spinlocked section before it counts as stuck.
 SOFT_LOCKUP_SLICES = 20000
-#: Guest code always runs in counted slices: each CPU's clock moves on by the instructions
-#: of every slice it completes, at the stated emulated frequency (1 GHz: 1 ns an
-#: instruction), so timestamps and function_graph durations measure work, to a slice's
-#: resolution when no quantum asks for finer.
-CLOCK_SLICE = 1000
+#: Instructions per counted slice when a call has a budget but no quantum.
+BUDGET_SLICE = 1_000_000
+#: Virtual nanoseconds charged per instruction of an expired quantum, and per finished call.
 NS_PER_INSN = 1
 # emu_start's errors for a memory access the MMU refused (Machine.explain_fault tells which).
 _MEMORY_ERRORS = frozenset((
@@ -138,7 +136,7 @@ class Cpu:
 
     # -- calling guest code --------------------------------------------------------------
     def call(self, addr: int, *args: int, quantum: int | None = None,
-             budget: int | None = None) -> Generator[Quantum, None, int]:
+             budget: int | None = None, timeout_s: float | None = None) -> Generator[Quantum, None, int]:
         """Run the guest function at addr with integer args until it returns; yields a
         Quantum every `quantum` instructions (never, when quantum is None).  Returns rax
         (as a signed 64-bit value).  A fault raises GuestFault and leaves the CPU as it was
@@ -167,7 +165,10 @@ class Cpu:
         lock_depth = self.lock_depth()
         stuck = 0
         spent = 0
-        slice_len = quantum or (min(budget, CLOCK_SLICE) if budget else CLOCK_SLICE)
+        # Without a quantum a budget still needs counted slices to notice it is spent; a
+        # timeout (wall clock) needs none, and uncounted code runs several times faster.
+        slice_len = quantum or (min(budget, BUDGET_SLICE) if budget else 0)
+        timeout_us = int(timeout_s * 1e6) if timeout_s and not slice_len else 0
         first = True
         try:
             while True:
@@ -177,7 +178,7 @@ class Cpu:
                 previous, self.machine.running_cpu = self.machine.running_cpu, self
                 self.resume_rip, first = (None if first else rip), False
                 try:
-                    self.machine.emu_start(rip, self.trap, count=slice_len)
+                    self.machine.emu_start(rip, self.trap, count=slice_len, timeout_us=timeout_us)
                     error = None
                 except UcError as exc:
                     error = exc
@@ -197,14 +198,19 @@ class Cpu:
                     self.advance_clock(NS_PER_CALL)
                     rax = uc.reg_read(UC_X86_REG_RAX)
                     return rax - (1 << 64) if rax >> 63 else rax
+                if not slice_len:  # an uncounted run stops short of the trap only on its timeout
+                    self._set_lock_depth(lock_depth)
+                    raise self._soft_lockup(rip, f"did not return within {timeout_s:g} s")
                 self.insns += slice_len
                 spent += slice_len
-                self.advance_clock(slice_len * NS_PER_INSN)
+                if quantum:
+                    # Only a switch slice moves the clock (a budget's slices are not points).
+                    self.advance_clock(slice_len * NS_PER_INSN)
                 if budget is not None and spent >= budget:
                     self._set_lock_depth(lock_depth)
                     raise self._soft_lockup(rip, f"did not return within {budget} instructions")
                 if not quantum:
-                    continue  # a counted slice for the clock and the budget: not a switch point
+                    continue  # a counted slice only for the budget: not a switch point
                 if self.lock_depth():
                     # Inside a spinlocked section: no switch here (see kernel.h).
                     stuck += 1

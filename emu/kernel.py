@@ -40,9 +40,12 @@ class Segment:
     perms: Perm
 
 
-#: Instructions a call from the user (trace --run, call, the shell) may run before it is
-#: reported as a soft lockup: the same as a module's init.
+#: Instructions a scenario's `call` may run (in counted slices) before it is reported as a
+#: soft lockup: the same as a module's init.
 CALL_BUDGET = INIT_BUDGET
+#: Seconds a direct call (trace --run, the shell, the API) may run before it is reported as a
+#: soft lockup: a wall-clock watchdog, since counting instructions slows Unicorn severalfold.
+CALL_TIMEOUT_S = 20.0
 
 
 class Kernel:
@@ -157,13 +160,16 @@ class Kernel:
     def symbol(self, name: str, module: str | None = "*") -> int:
         return self.kallsyms.resolve(name, module)
 
-    def call(self, target: str | int, *args: int, cpu: int = 0) -> int:
+    def call(self, target: str | int, *args: int, cpu: int = 0, timeout_s: float | None = -1.0) -> int:
         """Call a guest function by name or address on a CPU, to completion; one that has not
-        returned within CALL_BUDGET instructions is stopped as a soft lockup."""
+        returned within timeout_s seconds (CALL_TIMEOUT_S by default, None: no limit) is
+        stopped as a soft lockup."""
+        if timeout_s is not None and timeout_s < 0:
+            timeout_s = CALL_TIMEOUT_S
         addr = self.check_call(target, args)
         if not 0 <= cpu < len(self.cpus):
             raise SymbolError(f"no CPU {cpu}: this machine has CPUs 0-{len(self.cpus) - 1}")
-        return run_to_completion(self.cpus[cpu].call(addr, *args, budget=CALL_BUDGET))
+        return run_to_completion(self.cpus[cpu].call(addr, *args, timeout_s=timeout_s))
 
     def check_call(self, target: str | int, args: tuple[int, ...]) -> int:
         """The address of a function the user asked to call with args, or BadCall /

@@ -192,7 +192,7 @@ class Machine:
                 yield lo, hi, perms
 
     # -- running guest code ----------------------------------------------------------------
-    def emu_start(self, begin: int, until: int, count: int = 0) -> None:
+    def emu_start(self, begin: int, until: int, count: int = 0, timeout_us: int = 0) -> None:
         """uc.emu_start, keeping Unicorn's instruction-count hook once a counted run made it.
 
         Unicorn adds that hook for a run with a count and removes it for a run without one,
@@ -203,7 +203,7 @@ class Machine:
             self._counting = True
         elif self._counting:
             count = _COUNT_FOREVER
-        self.uc.emu_start(begin, until, count=count)
+        self.uc.emu_start(begin, until, timeout=timeout_us, count=count)
 
     # -- host access ----------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:

@@ -19,7 +19,7 @@ class FtraceOps:
     filter_hash: FtraceHash = field(default_factory=FtraceHash)
     notrace_hash: FtraceHash = field(default_factory=FtraceHash)
     trampoline: int = 0
-    #: The host side of func: called as handler(ip, parent_ip, cpu[, ts]) for each traced call.
+    #: The host side of func: called as handler(ip, parent_ip, cpu) for each traced call.
     handler: Optional[Callable[[int, int, object], None]] = None
 
     @property

@@ -154,20 +154,16 @@ class FunctionTracer:
         self.bp_listeners: list = []  # told of each int3 met at a site being rewritten
         self._busy = [False] * len(kernel.cpus)
         machine = kernel.machine
-        # The hook recorder takes each event the guest's function_trace_call has just written
-        # (trace_event_recorded): both recorders run the same guest code and stamp it alike.
-        self.direct = kernel.symbol("trace_event_recorded")
+        self.direct = kernel.symbol("function_trace_call")
         self.list_func = kernel.symbol("ftrace_ops_list_func")
         # Hooks go in before any of this code is first translated (unicorn-facts.md).
         hooked = (self.direct, self.list_func) if recorder == "hook" else (self.list_func,)
         for addr in hooked:
             machine.hooks.add(uc_const.UC_HOOK_CODE, self._on_callback, begin=addr, end=addr)
-        # The guest's function_trace_call records into its rings with either recorder, so both
-        # run the same guest instructions (and so move the clock alike); with the hook
-        # recorder the host takes each event from its hook and the rings are only emptied.
-        self.guest = GuestRecorder(kernel, buffer, keep=recorder == "guest")
-        buffer.sources.append(self.guest)  # resized with the buffer, drained (or emptied) on reads
-        self.guest.set_recording(True)
+        self.guest = GuestRecorder(kernel, buffer) if recorder == "guest" else None
+        if self.guest is not None:
+            buffer.sources.append(self.guest)
+            self.guest.set_recording(True)
 
     def breakpoint_hit(self, cpu, ip: int) -> None:
         """A CPU met one of ftrace's int3s and was sent past the site: told to the listeners
@@ -182,7 +178,8 @@ class FunctionTracer:
     @tracing_on.setter
     def tracing_on(self, on: bool) -> None:
         self._tracing_on = on
-        self.guest.set_recording(on)
+        if self.guest is not None:
+            self.guest.set_recording(on)
 
     def _on_callback(self, uc, address: int, size: int, data: object) -> None:
         cpu = self.kernel.machine.running_cpu
@@ -190,29 +187,24 @@ class FunctionTracer:
             return
         self._busy[cpu.index] = True  # trace recursion protection, per CPU
         try:
-            if address == self.direct:  # trace_event_recorded(e): the guest's event, as written
-                ip, parent, ts, _ = _EVENT.unpack(bytes(uc.mem_read(uc.reg_read(UC_X86_REG_RDI), _EVENT.size)))
+            ip, parent = uc.reg_read(UC_X86_REG_RDI), uc.reg_read(UC_X86_REG_RSI)
+            if address == self.list_func:
+                for ops in list(self.ftrace.ops_list):
+                    if ops.enabled and hash_contains_ip(ip, ops.filter_hash, ops.notrace_hash) and ops.handler:
+                        ops.handler(ip, parent, cpu)
+            else:
                 ops = self.ftrace.function_trace_op
                 if ops is not None and ops.handler:
-                    ops.handler(ip, parent, cpu, ts)
-                return
-            ip, parent = uc.reg_read(UC_X86_REG_RDI), uc.reg_read(UC_X86_REG_RSI)
-            for ops in list(self.ftrace.ops_list):  # ftrace_ops_list_func
-                if ops.enabled and hash_contains_ip(ip, ops.filter_hash, ops.notrace_hash) and ops.handler:
                     ops.handler(ip, parent, cpu)
         finally:
             self._busy[cpu.index] = False
 
-    def function_trace_call(self, ip: int, parent_ip: int, cpu, ts: int | None = None) -> None:
-        """The function tracer's own callback: one ring-buffer entry per call.  ts: the time the
-        guest's recorder gave the event (the hook recorder); without it (through
-        ftrace_ops_list_func) the host charges the event to the clock itself."""
+    def function_trace_call(self, ip: int, parent_ip: int, cpu) -> None:
+        """The function tracer's own callback: one ring-buffer entry per call."""
         if not self.tracing_on:
             return
-        if ts is None:
-            cpu.advance_clock(TRACE_EVENT_NS)
-            ts = cpu.clock_ns
-        self.buffer.record(TraceEntry(ts, cpu.index, trace_comm(cpu.task), cpu.task.pid, ip, parent_ip))
+        cpu.advance_clock(TRACE_EVENT_NS)
+        self.buffer.record(TraceEntry(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, ip, parent_ip))
         if self.audit is not None:
             self.audit.on_traced(cpu.index, ip, parent_ip)
 
@@ -310,9 +302,8 @@ class GuestRecorder:
     """The host side of the in-guest recorder: switches it on and off, sizes its rings, and
     drains new events into the RingBuffer (counting those a wrapped ring lost)."""
 
-    def __init__(self, kernel: Kernel, buffer: RingBuffer, keep: bool = True):
+    def __init__(self, kernel: Kernel, buffer: RingBuffer):
         self.kernel = kernel
-        self.keep = keep  # False: the hook recorder takes the events, the rings are only emptied
         self.heads = kernel.symbol("trace_rings")  # struct trace_ring {written, mask} a CPU
         self.events = kernel.symbol("trace_ring_events")
         self.flag = kernel.symbol("ftrace_guest_recording")
@@ -320,6 +311,8 @@ class GuestRecorder:
         self.drained = [0] * len(kernel.cpus)
         self.cmdlines: dict[int, str] = {}  # pid -> comm, as the kernel's saved_cmdlines
         self.buffer = buffer
+        self.saved: list[deque[bytes]] = [deque() for _ in kernel.cpus]  # raw events taken from full rings
+        self.saved_count = [0] * len(kernel.cpus)
         self.slots = 0
         self.resize(buffer.entries_per_cpu)
         # A ring full of unread events calls trace_ring_full(cpu): drain it then, so what is
@@ -328,7 +321,44 @@ class GuestRecorder:
         kernel.machine.hooks.add(uc_const.UC_HOOK_CODE, self._on_full, begin=full, end=full)
 
     def _on_full(self, uc, address: int, size: int, data: object) -> None:
-        self.drain(self.buffer)
+        self._save(uc.reg_read(UC_X86_REG_RDI) & 1)
+
+    def _save(self, index: int) -> None:
+        """Take a ring's unread events as raw bytes (decoded only when the trace is read),
+        keeping no more than the host buffer would: older ones count as lost."""
+        machine = self.kernel.machine
+        for cpu in self.kernel.cpus:
+            self.cmdlines[cpu.task.pid] = trace_comm(cpu.task)
+        written, mask, _ = _HEAD.unpack(machine.read(self.heads + index * _HEAD.size, _HEAD.size))
+        new = written - self.drained[index]
+        if new > 0:
+            slots = mask + 1
+            lost = max(0, new - slots)
+            if lost:
+                self.buffer.lose(index, lost)
+            first = (written - (new - lost)) & mask
+            base = self.events + index * self.ring_bytes
+            count = new - lost
+            head = machine.read(base + first * _EVENT.size, min(count, slots - first) * _EVENT.size)
+            tail = machine.read(base, (count - (slots - first)) * _EVENT.size) if count > slots - first else b""
+            saved = self.saved[index]
+            saved.append(head + tail)
+            self.saved_count[index] += count
+            cap = self.buffer.entries_per_cpu
+            while self.saved_count[index] > cap:
+                excess = self.saved_count[index] - cap
+                chunk = saved[0]
+                n = len(chunk) // _EVENT.size
+                if n <= excess:
+                    saved.popleft()
+                    dropped = n
+                else:
+                    saved[0] = chunk[excess * _EVENT.size:]
+                    dropped = excess
+                self.saved_count[index] -= dropped
+                self.buffer.lose(index, dropped)
+        self.drained[index] = written
+        self._set_limit(index)
 
     def set_recording(self, on: bool) -> None:
         self.kernel.machine.write(self.flag, (1 if on else 0).to_bytes(4, "little"))
@@ -346,25 +376,12 @@ class GuestRecorder:
                                   + (self.drained[cpu] + self.slots).to_bytes(8, "little"))
 
     def drain(self, buffer: RingBuffer) -> None:
-        machine = self.kernel.machine
-        for cpu in self.kernel.cpus:
-            self.cmdlines[cpu.task.pid] = trace_comm(cpu.task)
+        """The trace is being read: decode every saved and unread event into buffer."""
         for index in range(len(self.kernel.cpus)):
-            written, mask, _ = _HEAD.unpack(machine.read(self.heads + index * _HEAD.size, _HEAD.size))
-            new = written - self.drained[index]
-            if new <= 0:
-                continue
-            slots = mask + 1
-            if not self.keep:
-                self.drained[index] = written
-                self._set_limit(index)
-                continue
-            keep = min(new, slots)
-            if new > keep:
-                buffer.lose(index, new - keep)
-            raw = machine.read(self.events + index * self.ring_bytes, slots * _EVENT.size)
-            for seq in range(written - keep, written):
-                ip, parent, ts, pid = _EVENT.unpack_from(raw, (seq & mask) * _EVENT.size)
-                buffer.record(TraceEntry(ts, index, self.cmdlines.get(pid, "<...>"), pid, ip, parent))
-            self.drained[index] = written
-            self._set_limit(index)
+            self._save(index)
+            saved = self.saved[index]
+            while saved:
+                raw = saved.popleft()
+                for ip, parent, ts, pid in _EVENT.iter_unpack(raw):
+                    buffer.record(TraceEntry(ts, index, self.cmdlines.get(pid, "<...>"), pid, ip, parent))
+            self.saved_count[index] = 0

@@ -46,12 +46,6 @@ struct trace_ring trace_rings[2];
 struct trace_event trace_ring_events[2][TRACE_RING_CAPACITY]
 	__attribute__((aligned(4096), section(".bss..page_aligned")));
 
-/* The host's hook recorder takes each event here, as the guest wrote it. */
-notrace __attribute__((noinline)) void trace_event_recorded(struct trace_event *e)
-{
-	asm volatile("" : : "r"(e) : "memory");
-}
-
 /* The host drains the ring here (a hook on this function). */
 notrace __attribute__((noinline)) void trace_ring_full(unsigned int cpu)
 {
@@ -88,7 +82,6 @@ notrace void function_trace_call(unsigned long ip, unsigned long parent_ip,
 	e->ts = pc->clock_ns;
 	e->pid = pc->pid;
 	ring->written++;
-	trace_event_recorded(e);
 }
 
 /* Called with several ftrace_ops registered: the host walks its ops list. */
