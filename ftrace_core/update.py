@@ -26,7 +26,7 @@ from .flags import (
     UpdateAction, ftrace_rec_count,
 )
 from .hash import FtraceHash
-from .kernels import DISABLED_IGNORED_EVERYWHERE, DISABLED_RECORDS, UPDATE_CALLS_ON_CHANGE, VARIANTS, kernel_tree
+from .kernels import DISABLED_IGNORED_EVERYWHERE, DISABLED_RECORDS, UPDATE_CALLS_ON_CHANGE, kernel_tree
 from .ops import FtraceOps
 from .records import ENTRIES_PER_PAGE, DynFtrace, FtracePage, RecordTable, allocate_pages
 
