@@ -7,10 +7,8 @@ all); a CPU's registers live in its saved context while another CPU runs.
 
 from __future__ import annotations
 
-import time
-
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Generator, Iterable, Protocol
+from typing import TYPE_CHECKING, Generator, Iterable, Protocol
 
 from unicorn import UcError
 from unicorn import unicorn_const as uc_const
@@ -42,8 +40,6 @@ MASK64 = (1 << 64) - 1
 PERCPU_SELF, PERCPU_CPU, PERCPU_PID, PERCPU_COMM, PERCPU_CLOCK, PERCPU_LOCK_DEPTH = 0, 8, 12, 16, 32, 40
 #: Slices a CPU may keep running inside a spinlocked section before it counts as stuck.
 SOFT_LOCKUP_SLICES = 20000
-#: Wall-clock seconds between progress reports of a long uncounted call.
-PROGRESS_EVERY_S = 0.5
 #: Instructions per counted slice when a call has a budget but no quantum.
 BUDGET_SLICE = 1_000_000
 #: Virtual nanoseconds charged per instruction of an expired quantum, and per finished call.
@@ -139,9 +135,8 @@ class Cpu:
         return self._depth > 0
 
     # -- calling guest code --------------------------------------------------------------
-    def call(self, addr: int, *args: int, quantum: int | None = None, budget: int | None = None,
-             timeout_s: float | None = None, progress: Callable[[float], None] | None = None
-             ) -> Generator[Quantum, None, int]:
+    def call(self, addr: int, *args: int, quantum: int | None = None,
+             budget: int | None = None, timeout_s: float | None = None) -> Generator[Quantum, None, int]:
         """Run the guest function at addr with integer args until it returns; yields a
         Quantum every `quantum` instructions (never, when quantum is None).  Returns rax
         (as a signed 64-bit value).  A fault raises GuestFault and leaves the CPU as it was
@@ -173,11 +168,7 @@ class Cpu:
         # Without a quantum a budget still needs counted slices to notice it is spent; a
         # timeout (wall clock) needs none, and uncounted code runs several times faster.
         slice_len = quantum or (min(budget, BUDGET_SLICE) if budget else 0)
-        # An uncounted run with a watchdog goes in wall-clock chunks, so progress can be shown
-        # between them (the code's state is saved and resumed as between slices).
-        chunk_s = min(timeout_s, PROGRESS_EVERY_S) if timeout_s else 0.0
-        timeout_us = int(chunk_s * 1e6) if chunk_s and not slice_len else 0
-        started = time.monotonic()
+        timeout_us = int(timeout_s * 1e6) if timeout_s and not slice_len else 0
         first = True
         try:
             while True:
@@ -208,13 +199,8 @@ class Cpu:
                     rax = uc.reg_read(UC_X86_REG_RAX)
                     return rax - (1 << 64) if rax >> 63 else rax
                 if not slice_len:  # an uncounted run stops short of the trap only on its timeout
-                    elapsed = time.monotonic() - started
-                    if elapsed >= timeout_s:
-                        self._set_lock_depth(lock_depth)
-                        raise self._soft_lockup(rip, f"did not return within {timeout_s:g} s")
-                    if progress is not None:
-                        progress(elapsed)
-                    continue
+                    self._set_lock_depth(lock_depth)
+                    raise self._soft_lockup(rip, f"did not return within {timeout_s:g} s")
                 self.insns += slice_len
                 spent += slice_len
                 if quantum:

@@ -160,8 +160,7 @@ class Kernel:
     def symbol(self, name: str, module: str | None = "*") -> int:
         return self.kallsyms.resolve(name, module)
 
-    def call(self, target: str | int, *args: int, cpu: int = 0, timeout_s: float | None = -1.0,
-             progress: Callable[[float], None] | None = None) -> int:
+    def call(self, target: str | int, *args: int, cpu: int = 0, timeout_s: float | None = -1.0) -> int:
         """Call a guest function by name or address on a CPU, to completion; one that has not
         returned within timeout_s seconds (CALL_TIMEOUT_S by default, None: no limit) is
         stopped as a soft lockup."""
@@ -170,7 +169,7 @@ class Kernel:
         addr = self.check_call(target, args)
         if not 0 <= cpu < len(self.cpus):
             raise SymbolError(f"no CPU {cpu}: this machine has CPUs 0-{len(self.cpus) - 1}")
-        return run_to_completion(self.cpus[cpu].call(addr, *args, timeout_s=timeout_s, progress=progress))
+        return run_to_completion(self.cpus[cpu].call(addr, *args, timeout_s=timeout_s))
 
     def check_call(self, target: str | int, args: tuple[int, ...]) -> int:
         """The address of a function the user asked to call with args, or BadCall /

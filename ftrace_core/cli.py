@@ -190,16 +190,7 @@ def trace(
     calls = [Call.parse(text) for text in run_] or [Call(*WORKLOADS[workload or "syscalls"])]
     session = Session(variant=_variants(variant)[0], modules=[str(p) for p in module], filters=filter_,
                       notrace=notrace, tracer=tracer, calls=calls, cpu=cpu, recorder=recorder)
-    status = Console(stderr=True)
-    if status.is_terminal:  # a long call says it is still running, where someone watches
-        from rich.status import Status
-
-        with Status("tracing", console=status) as shown:
-            session.progress = lambda call, secs: shown.update(f"running {call.symbol}: {secs:.0f} s")
-            system = session.run()
-    else:
-        system = session.run()
-    text = render(system, fmt)
+    text = render(session.run(), fmt)
     if output is not None:
         output.write_text(text)
         print(f"wrote {output} ({text.count(chr(10))} lines)", file=sys.stderr)

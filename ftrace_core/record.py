@@ -3,8 +3,6 @@ the tracer, run guest functions, and render the trace in the format asked for.""
 
 from __future__ import annotations
 
-from typing import Callable
-
 import shlex
 from dataclasses import dataclass, field
 
@@ -55,8 +53,6 @@ class Session:
     recorder: str = "hook"
     #: The oops that stopped the calls, if one did: the trace up to it is kept.
     fault: GuestFault | None = None
-    #: Told (call, seconds so far) every half second while a long call runs.
-    progress: Callable[[Call, float], None] | None = None
 
     def run(self) -> System:
         if self.tracer not in ("function", "function_graph"):
@@ -80,8 +76,7 @@ class Session:
                 system.insmod(path, cpu=self.cpu)
         for call in self.calls:
             try:
-                report = None if self.progress is None else (lambda s, call=call: self.progress(call, s))
-                call.result = system.call(call.symbol, *call.args, cpu=self.cpu, progress=report)
+                call.result = system.call(call.symbol, *call.args, cpu=self.cpu)
             except GuestFault as fault:
                 self.fault = fault  # the trace up to the fault is what a developer wants most
                 break

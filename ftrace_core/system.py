@@ -8,7 +8,7 @@ variant, the function tracer and tracefs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import guest
 from emu.errors import GuestFault, MemoryAccessError, SymbolError, TextWriteFault
@@ -203,13 +203,12 @@ class System:
         with self._on_cpu(cpu):
             self.kernel.modules.rmmod(self.kernel.cpus[cpu], name)
 
-    def call(self, symbol: str | int, *args: int, cpu: int = 0, timeout_s: float | None = -1.0,
-             progress: Callable[[float], None] | None = None) -> int:
+    def call(self, symbol: str | int, *args: int, cpu: int = 0, timeout_s: float | None = -1.0) -> int:
         """Call a guest function (kernel or module) with integer arguments; its return value.
         timeout_s: seconds before it is stopped as a soft lockup (default
         emu.kernel.CALL_TIMEOUT_S; None: no limit, for benchmarks' long runs)."""
         with self._on_cpu(cpu):
-            return self.kernel.call(symbol, *args, cpu=cpu, timeout_s=timeout_s, progress=progress)
+            return self.kernel.call(symbol, *args, cpu=cpu, timeout_s=timeout_s)
 
     def alloc(self, size: int) -> int:
         """kmalloc(size) in the guest: the address, or an error when the heap is exhausted."""

@@ -254,19 +254,3 @@ def test_a_scenario_file_that_is_not_utf8_is_refused_with_its_line(tmp_path, cap
     bad.write_bytes(b"cpu 0: cat trace\ncpu 0: echo \xff > trace\n")
     assert main(["run", str(bad)]) == 2
     assert f"{bad}:2: not UTF-8 text (byte 0xff)" in capsys.readouterr().err
-
-
-def test_a_long_call_reports_progress_and_still_returns(tmp_path, monkeypatch):
-    import emu.cpu
-    from emu.toolchain import build_module
-
-    monkeypatch.setattr(emu.cpu, "PROGRESS_EVERY_S", 0.05)
-    src = tmp_path / "spin.c"
-    src.write_text("#include <kernel.h>\n"
-                   "long spin(long n) { volatile long i; for (i = 0; i < n; i++); return n; }\n"
-                   "int init_module(void) { return 0; }\n")
-    system = boot("fixed")
-    system.insmod(build_module([src], tmp_path / "spin.ko"))
-    seen = []
-    assert system.call("spin", 20_000_000, progress=seen.append) == 20_000_000
-    assert seen and all(b >= a for a, b in zip(seen, seen[1:]))
