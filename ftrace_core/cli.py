@@ -421,7 +421,7 @@ def race(
 
 @app.command()
 def run(
-    scenario: str = typer.Argument(..., help="A scenario file, or a built-in: race, patch-while-running."),
+    scenario: str = typer.Argument(..., help="A scenario file, or a built-in: race, disabled-shutdown, patch-while-running."),
     variant: Optional[str] = typer.Option(None, "--variant", "-v", help=VARIANT_HELP + " Default: fixed."),
     schedule: ScheduleOpt = None,
     quantum: QuantumOpt = None,
@@ -429,7 +429,7 @@ def run(
     as_json: JsonOpt = False,
     naive: NaiveOpt = False,
 ) -> None:
-    """Run a scenario file (or a built-in: race, patch-while-running) on two CPUs and check the invariants.
+    """Run a scenario file (or a built-in: race, disabled-shutdown, patch-while-running) on two CPUs and check the invariants.
 
     Example: ftrace-emu run my.scn --variant seed --schedule '1 0' --timeline
     """

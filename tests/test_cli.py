@@ -53,3 +53,11 @@ def test_a_closed_pipe_is_quiet_and_ctrl_c_exits_130():
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and err == "ftrace-emu: interrupted during explore\n"
+
+
+def test_run_names_every_built_in_scenario(capsys):
+    from ftrace_core.scenario import builtin_names
+
+    assert main(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in builtin_names())
