@@ -42,7 +42,7 @@ def format_oops(
     code: tuple[bytes, bytes] | None = None,
     modules: Sequence[str] = (),
     stack: tuple[int, int] | None = None,
-    uname: str = "4.8.0-ftrace-emu",
+    uname: str,
 ) -> str:
     """The report as x86-64 prints it in v4.4-v4.8 (arch/x86/mm/fault.c show_fault_oops,
     arch/x86/kernel/dumpstack.c __die, process_64.c __show_regs, dumpstack_64.c

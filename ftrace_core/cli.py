@@ -126,6 +126,7 @@ def history(
     if max_preemptions is not None and max_preemptions < 0:
         raise FtraceError(f"--max-preemptions must be 0 or more, got {max_preemptions}")
     verdicts = explore_history(max_preemptions, jobs)
+    disagree = {v.bug.name: v.disagreements() for v in verdicts}
     if as_json:
         print(json.dumps({"bugs": [v.to_json() for v in verdicts]}, indent=2))
     else:
@@ -146,9 +147,9 @@ def history(
                     out.print(f"{verdict.bug.name}: {v} also failed in {len(verdict.others(v))} schedules "
                               f"with another bug of its tree", markup=False)
         for verdict in verdicts:
-            for line in verdict.disagreements() or ["agrees with the trees"]:
+            for line in disagree[verdict.bug.name] or ["agrees with the trees"]:
                 out.print(f"{verdict.bug.name}: {line}", markup=False)
-    if any(v.disagreements() for v in verdicts):
+    if any(disagree.values()):
         raise typer.Exit(1)
 
 

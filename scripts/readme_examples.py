@@ -72,6 +72,7 @@ failing, a rule matching nothing).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import difflib
 import os
 import re
@@ -444,6 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", "-j", type=int, default=min(4, os.cpu_count() or 1),
                         help="examples run at once (default: the cores, at most 4)")
     args = parser.parse_args(argv)
+    if not args.list and importlib.util.find_spec("unicorn") is None:
+        # Examples run ftrace-emu with this same Python: without the project's dependencies
+        # every example would fail with a traceback rather than with its own output.
+        print(f"readme_examples: {sys.executable} lacks the project's dependencies; run it in the environment "
+              "`pip install -e '.[test]'` set up", file=sys.stderr)
+        return 2
     try:
         if args.list:
             _, examples, files = parse_readme(args.readme.read_text(), args.readme.name)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 
-import pytest
-
 from emu.kernel import Kernel
 from ftrace_core.cli import main
 from ftrace_core.system import boot

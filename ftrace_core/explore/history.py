@@ -69,6 +69,7 @@ class BugVerdict:
         return out
 
     def to_json(self) -> dict:
+        disagreements = self.disagreements()
         return {
             "bug": self.bug.name, "scenario": self.bug.scenario, "summary": self.bug.summary,
             "fixed_in": self.bug.fixing_tree().name, "expected_failing": self.expected_failing(),
@@ -79,7 +80,7 @@ class BugVerdict:
                          for v, r in self.reports.items()},
             "cross_replay": {v: {other: sum(1 for k in kinds.values() if k and self.bug.explains(k))
                                  for other, kinds in on.items()} for v, on in self.replays.items()},
-            "agrees": not self.disagreements(), "disagreements": self.disagreements(),
+            "agrees": not disagreements, "disagreements": disagreements,
         }
 
 
