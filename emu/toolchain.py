@@ -44,7 +44,9 @@ def compile_object(src: Path, out: Path, cwd: Path, include: Path = guest.INCLUD
     """Compile one C or assembly file with the guest flags (paths taken relative to cwd)."""
     rel_src = _relative(src, cwd)
     rel_inc = _relative(include, cwd)
-    _run([_tool("gcc"), *guest.CFLAGS, f"-I{rel_inc}", "-c", rel_src, "-o", str(out)], cwd)
+    # The debug information names the folder it was built in: the same in any checkout.
+    prefix_map = f"-fdebug-prefix-map={Path(cwd).resolve()}=."
+    _run([_tool("gcc"), *guest.CFLAGS, prefix_map, f"-I{rel_inc}", "-c", rel_src, "-o", str(out)], cwd)
 
 
 def compile_module_object(src: str, out: Path) -> str:

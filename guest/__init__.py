@@ -37,6 +37,8 @@ CFLAGS: tuple[str, ...] = (
     "-fno-optimize-sibling-calls",
     "-fno-common",
     "-Wall",
+    "-g",  # debug information, as CONFIG_DEBUG_INFO gives: prototypes for checking calls
+    "-gno-record-gcc-switches",
 )
 
 #: Modules shipped with the guest: output file -> sources (several are joined with ld -r).
