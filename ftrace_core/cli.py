@@ -18,6 +18,7 @@ from rich.table import Table
 import guest
 from emu import errors as emu_errors
 from emu.schedule import ScheduleError
+from emu.kernel import CALL_BUDGET
 from ftrace_core.errors import FtraceDead, FtraceError
 from ftrace_core.system import boot as boot_system
 from ftrace_core.kernels import VARIANTS
@@ -172,12 +173,14 @@ def trace(
     recorder: str = typer.Option("hook", "--recorder", help="hook (a host hook on each traced call) or guest "
                                                             "(per-CPU rings in guest memory, the kernel's way: "
                                                             "~50x faster, for long runs)."),
+    budget: int = typer.Option(CALL_BUDGET, "--budget", help="Instructions a call may run before it is reported as "
+                                                             "a soft lockup (0: no limit)."),
 ) -> None:
     """Boot, load modules, set filters, trace guest calls, and print the trace.
 
     Example: ftrace-emu trace --filter 'vfs_*' --filter do_sys_open --workload fs
     """
-    from .record import FORMATS, WORKLOADS, Call, Session, render
+    from .record import FORMATS, WORKLOADS, Call, Session, call_progress, render
 
     if fmt not in FORMATS:
         raise FtraceError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -187,10 +190,13 @@ def trace(
         raise FtraceError(f"--cpu {cpu}: this machine has CPUs 0-1")
     if workload is not None and workload not in WORKLOADS:
         raise FtraceError(f"--workload {workload!r}: expected one of {', '.join(WORKLOADS)}")
+    if budget < 0:
+        raise FtraceError(f"--budget {budget}: expected a number of instructions, or 0 for no limit")
     _check_files(module)
     calls = [Call.parse(text) for text in run_] or [Call(*WORKLOADS[workload or "syscalls"])]
     session = Session(variant=_variants(variant)[0], modules=[str(p) for p in module], filters=filter_,
-                      notrace=notrace, tracer=tracer, calls=calls, cpu=cpu, recorder=recorder)
+                      notrace=notrace, tracer=tracer, calls=calls, cpu=cpu, recorder=recorder,
+                      budget=budget or None, progress=call_progress())
     text = render(session.run(), fmt)
     if output is not None:
         output.write_text(text)
@@ -497,34 +503,36 @@ def explore(
         reduction = max_preemptions is None
     console = Console(highlight=False, soft_wrap=True, stderr=True)
 
-    def one(v: str):
+    def one(v: str, progress=None):
         if random_runs is not None:
-            return explore_random(scn, v, random_runs, seed, depth, granularity, quantum, patching=patching)
+            return explore_random(scn, v, random_runs, seed, depth, granularity, quantum, progress,
+                                  patching=patching)
         return explore_variant(scn, v, max_preemptions=max_preemptions, reduce=reduction, granularity=granularity,
                                quantum=quantum, jobs=jobs if len(variants) == 1 else 1, limit=limit,
-                               patching=patching)
+                               progress=progress, patching=patching)
 
-    if len(variants) > 1 and jobs > 1:
-        reports = map_forked(one, variants, jobs)
-    elif console.is_terminal and not as_json and not quiet:
+    parallel = len(variants) > 1 and jobs > 1
+    if console.is_terminal and not as_json and not quiet:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        reports = []
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console, transient=True) as bar:
-            for v in variants:
-                task = bar.add_task(f"{v}: starting")
+            tasks = [bar.add_task(f"{v}: starting") for v in variants]
 
-                def tick(report, task=task, v=v):
-                    bar.update(task, description=f"{v}: {report.schedules} schedules, "
-                                                 f"{len(report.failing_schedules)} failing")
-                if random_runs is not None:
-                    reports.append(explore_random(scn, v, random_runs, seed, depth, granularity, quantum, tick,
-                                                  patching=patching))
-                else:
-                    reports.append(explore_variant(scn, v, max_preemptions=max_preemptions, reduce=reduction,
-                                                   granularity=granularity, quantum=quantum, jobs=jobs,
-                                                   limit=limit, progress=tick, patching=patching))
+            def moved(index: int, counts: tuple[int, int]) -> None:
+                bar.update(tasks[index], description=f"{variants[index]}: {counts[0]} schedules, "
+                                                     f"{counts[1]} failing")
+
+            def counts(report) -> tuple[int, int]:
+                return report.schedules, len(report.failing_schedules)
+
+            if parallel:  # each child sends its counts over a pipe
+                reports = map_forked(lambda v, tick: one(v, lambda r: tick(counts(r))), variants, jobs,
+                                     progress=moved)
+            else:
+                reports = [one(v, lambda r, i=i: moved(i, counts(r))) for i, v in enumerate(variants)]
+    elif parallel:
+        reports = map_forked(one, variants, jobs)
     else:
         reports = [one(v) for v in variants]
     result = {"variants": {r.variant: r.to_json() for r in reports}, "patching": patching}

@@ -99,3 +99,20 @@ def test_explore_json_from_the_cli(capsys):
 def test_explore_bad_input_exits_2(capsys, args, message):
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_map_forked_passes_each_childs_progress_to_the_parent_as_it_runs():
+    """Variants explored in parallel still show their counts (explore's progress bar)."""
+    import os
+
+    def work(item, tick):
+        for i in range(item):
+            tick((item, i, os.getpid()))
+        return item * 10
+
+    seen: list = []
+    assert map_forked(work, [3, 5, 200], 2, progress=lambda index, value: seen.append((index, value))) == [30, 50, 2000]
+    for index, n in enumerate([3, 5, 200]):
+        mine = [v for i, v in seen if i == index]
+        assert [v[1] for v in mine] == list(range(n))  # every message, in order, none lost
+        assert len({v[2] for v in mine}) == 1 and mine[0][2] != os.getpid()  # from its own child

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from emu.dwarf import prototypes_in
 from emu.errors import MemoryAccessError
 from emu.explore import PCT, Node, Plan, RunTrace, continue_choice, explore, next_sleep, preempts
 from emu.footprint import Tracker
@@ -162,6 +163,8 @@ class Prepared:
                 if cmd.kind == "insmod":
                     with open(cmd.args[0], "rb") as f:
                         loader.parse(f.read(), cmd.args[0])
+                    prototypes_in(cmd.args[0])  # read once here, not in every child
+        self.system.kernel.machine.clock.sweep_all()  # once here, not in every child
         self.tracker = Tracker()
         k = self.system.kernel
         self.tracker.known_code = {k.symbol("ftrace_text_poke_batch"): (),
@@ -386,27 +389,70 @@ def cross_replay(scenario: Scenario, schedules: Iterable[str], variant: str, gra
             "kind_of": kind_of}
 
 
-def map_forked(fn: Callable[[object], object], items: list, jobs: int) -> list:
+def map_forked(fn: Callable[..., object], items: list, jobs: int,
+               progress: Callable[[int, object], None] | None = None) -> list:
     """fn over items, each in a child process of its own, at most `jobs` at a time; results in
-    the order of items.  (Each child may fork further: explorations do.)"""
+    the order of items.  (Each child may fork further: explorations do.)  With progress, fn
+    is called as fn(item, tick): each value a child gives tick (something small) reaches
+    progress(index of the item, value) in this process while the child runs."""
     results: dict[int, object] = {}
     pending = list(enumerate(items))
     running: dict[int, tuple[tuple[int, int], int]] = {}
+    ticks: dict[int, tuple[int, bytearray]] = {}  # progress pipe -> (item index, bytes so far)
     while pending or running:
         while pending and len(running) < max(1, jobs):
             index, item = pending.pop(0)
-            child = _spawn_any(lambda item=item: fn(item))
+            if progress is None:
+                child = _spawn_any(lambda item=item: fn(item))
+            else:
+                r, w = os.pipe()
+                child = _spawn_any(lambda item=item, w=w: fn(item, _ticker(w)))
+                os.close(w)  # the child has its copy: the pipe ends when the child does
+                ticks[r] = (index, bytearray())
             running[child[1]] = (child, index)
-        ready, _, _ = select.select(list(running), [], [])
+        ready, _, _ = select.select(list(running) + list(ticks), [], [])
         for fd in ready:
+            if fd in ticks:
+                _read_ticks(fd, ticks, progress)
+                continue
+            if fd not in running:
+                continue  # a progress pipe read to its end with its child's result just now
             child, index = running.pop(fd)
             results[index] = _collect(child)
+            for tick_fd in [t for t, (i, _) in ticks.items() if i == index]:
+                _read_ticks(tick_fd, ticks, progress, until_eof=True)
             if isinstance(results[index], BaseException):
                 raise results[index]
     return [results[i] for i in range(len(items))]
 
 
+def _ticker(w: int) -> Callable[[object], None]:
+    def tick(value: object) -> None:
+        data = pickle.dumps(value)
+        os.write(w, struct.pack("<I", len(data)) + data)
+    return tick
+
+
+def _read_ticks(fd: int, ticks: dict, progress: Callable[[int, object], None], until_eof: bool = False) -> None:
+    """Pass on the whole messages waiting in a child's progress pipe; close it at its end."""
+    index, buf = ticks[fd]
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            os.close(fd)
+            del ticks[fd]
+            break
+        buf += chunk
+        if not until_eof:
+            break
+    while len(buf) >= 4 and len(buf) >= 4 + struct.unpack("<I", buf[:4])[0]:
+        size = struct.unpack("<I", buf[:4])[0]
+        progress(index, pickle.loads(bytes(buf[4:4 + size])))
+        del buf[:4 + size]
+
+
 def _spawn_any(work: Callable[[], object]) -> tuple[int, int]:
+    """Fork a child running work(); (pid, the pipe its result comes back on)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
