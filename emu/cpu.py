@@ -7,8 +7,9 @@ all); a CPU's registers live in its saved context while another CPU runs.
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generator, Iterable, Protocol
+from typing import TYPE_CHECKING, Callable, Generator, Iterable, Protocol
 
 from unicorn import UcError
 from unicorn import unicorn_const as uc_const
@@ -40,16 +41,13 @@ MASK64 = (1 << 64) - 1
 PERCPU_SELF, PERCPU_CPU, PERCPU_PID, PERCPU_COMM, PERCPU_CLOCK, PERCPU_LOCK_DEPTH = 0, 8, 12, 16, 32, 40
 #: Slices a CPU may keep running inside a spinlocked section before it counts as stuck.
 SOFT_LOCKUP_SLICES = 20000
-#: Instructions per counted slice when a call has a budget but no quantum.
-BUDGET_SLICE = 1_000_000
-#: Virtual nanoseconds charged per instruction of an expired quantum, and per finished call.
-NS_PER_INSN = 1
+#: Instructions between two progress reports of a long call (Cpu.call's progress).
+PROGRESS_INSNS = 5_000_000
 # emu_start's errors for a memory access the MMU refused (Machine.explain_fault tells which).
 _MEMORY_ERRORS = frozenset((
     uc_const.UC_ERR_READ_UNMAPPED, uc_const.UC_ERR_WRITE_UNMAPPED, uc_const.UC_ERR_FETCH_UNMAPPED,
     uc_const.UC_ERR_READ_PROT, uc_const.UC_ERR_WRITE_PROT, uc_const.UC_ERR_FETCH_PROT,
     uc_const.UC_ERR_READ_UNALIGNED, uc_const.UC_ERR_WRITE_UNALIGNED, uc_const.UC_ERR_FETCH_UNALIGNED))
-NS_PER_CALL = 50
 
 
 @dataclass
@@ -93,7 +91,9 @@ class Cpu:
         self.trap = trap
         self.symbolizer = symbolizer
         self.task = Task(f"swapper/{index}", 0)
-        self.clock_ns = 0
+        # The clock (struct percpu_area.clock_ns, virtual ns): host memory the instruction
+        # counter (emu.clock) moves while this CPU runs, read and written here directly.
+        self._clock = ctypes.c_uint64.from_address(machine.host_address(percpu + PERCPU_CLOCK))
         self.insns = 0
         # Where the running slice resumed a call the previous slice stopped in (None when it
         # starts a call).  A block hook at that address fires twice for one execution: once
@@ -108,26 +108,20 @@ class Cpu:
         self.task = task
         self._publish_percpu()
 
+    @property
+    def clock_ns(self) -> int:
+        """This CPU's clock: the instructions it has run at 1 ns each (emu.clock), plus what
+        the trace recorders charged."""
+        return self._clock.value
+
     def advance_clock(self, ns: int) -> None:
-        """Move this CPU's virtual clock on.  While the CPU is running (a hook calls this),
-        the guest's copy moves too, since the guest's value is taken back after the slice."""
-        self.clock_ns += ns
-        if self.machine.running_cpu is self:
-            self._publish_clock()
-
-    def _publish_clock(self) -> None:
-        self.machine.write(self.percpu + PERCPU_CLOCK, self.clock_ns.to_bytes(8, "little"))
-
-    def _sync_clock(self) -> None:
-        """Guest code may move the clock on too (the in-guest trace recorder charges its
-        events): take the guest's value after each slice."""
-        self.clock_ns = int.from_bytes(bytes(self.machine.uc.mem_read(self.percpu + PERCPU_CLOCK, 8)), "little")
+        """Charge this CPU ns of virtual time on top of its instructions (a recorder's cost)."""
+        self._clock.value += ns
 
     def _publish_percpu(self) -> None:
         comm = self.task.comm.encode()[:15].ljust(16, b"\0")
         area = (self.percpu.to_bytes(8, "little") + self.index.to_bytes(4, "little")
-                + (self.task.pid & 0xFFFFFFFF).to_bytes(4, "little") + comm
-                + self.clock_ns.to_bytes(8, "little"))
+                + (self.task.pid & 0xFFFFFFFF).to_bytes(4, "little") + comm)
         self.machine.write(self.percpu, area)
 
     @property
@@ -135,13 +129,15 @@ class Cpu:
         return self._depth > 0
 
     # -- calling guest code --------------------------------------------------------------
-    def call(self, addr: int, *args: int, quantum: int | None = None,
-             budget: int | None = None, timeout_s: float | None = None) -> Generator[Quantum, None, int]:
+    def call(self, addr: int, *args: int, quantum: int | None = None, budget: int | None = None,
+             progress: Callable[[int], None] | None = None) -> Generator[Quantum, None, int]:
         """Run the guest function at addr with integer args until it returns; yields a
         Quantum every `quantum` instructions (never, when quantum is None).  Returns rax
         (as a signed 64-bit value).  A fault raises GuestFault and leaves the CPU as it was
         before the call.  With a budget, a call that has not returned after that many
-        instructions is stopped and reported as a soft lockup."""
+        instructions is stopped and reported as a soft lockup.  With progress, a long call
+        is paused every PROGRESS_INSNS instructions to tell it how many have run; the pause
+        changes nothing the call does (emu.clock stops it where it resumes exactly)."""
         if len(args) > len(ARG_REGS):
             raise ValueError(f"at most {len(ARG_REGS)} integer arguments")
         uc = self.machine.uc
@@ -165,29 +161,36 @@ class Cpu:
         lock_depth = self.lock_depth()
         stuck = 0
         spent = 0
-        # Without a quantum a budget still needs counted slices to notice it is spent; a
-        # timeout (wall clock) needs none, and uncounted code runs several times faster.
-        slice_len = quantum or (min(budget, BUDGET_SLICE) if budget else 0)
-        timeout_us = int(timeout_s * 1e6) if timeout_s and not slice_len else 0
         first = True
+        clock = self.machine.clock
         try:
             while True:
-                self._publish_clock()
+                # The budget and the progress pauses are counted by emu.clock's block hook,
+                # which costs little; only a quantum needs Unicorn's per-instruction count.
+                limit = None if budget is None else budget - spent
+                if progress is not None:
+                    limit = PROGRESS_INSNS if limit is None else min(limit, PROGRESS_INSNS)
                 uc.context_restore(ctx)
                 self.machine.last_interrupt = None
                 previous, self.machine.running_cpu = self.machine.running_cpu, self
                 self.resume_rip, first = (None if first else rip), False
+                clock.start(ctypes.addressof(self._clock), limit)
                 try:
-                    self.machine.emu_start(rip, self.trap, count=slice_len, timeout_us=timeout_us)
+                    self.machine.emu_start(rip, self.trap, count=quantum or 0)
                     error = None
                 except UcError as exc:
                     error = exc
                 finally:
+                    clock.stop(uc.reg_read(UC_X86_REG_RIP))
                     self.machine.running_cpu = previous
+                    if previous is not None:  # a nested call's CPU goes on counting
+                        clock.start(ctypes.addressof(previous._clock))
+                ran, paused = clock.ran, clock.reached_limit
+                spent += ran
+                self.insns += ran
                 pending = self.machine.hooks.take_pending()
                 if pending is not None:
                     raise pending
-                self._sync_clock()
                 rip = uc.reg_read(UC_X86_REG_RIP)
                 if error is not None or self.machine.last_interrupt is not None:
                     self._set_lock_depth(lock_depth)  # the oops ends this call's sections
@@ -195,22 +198,15 @@ class Cpu:
                 ctx = uc.context_save()
                 self._ctx = ctx
                 if rip == self.trap:
-                    self.advance_clock(NS_PER_CALL)
                     rax = uc.reg_read(UC_X86_REG_RAX)
                     return rax - (1 << 64) if rax >> 63 else rax
-                if not slice_len:  # an uncounted run stops short of the trap only on its timeout
-                    self._set_lock_depth(lock_depth)
-                    raise self._soft_lockup(rip, f"did not return within {timeout_s:g} s")
-                self.insns += slice_len
-                spent += slice_len
-                if quantum:
-                    # Only a switch slice moves the clock (a budget's slices are not points).
-                    self.advance_clock(slice_len * NS_PER_INSN)
                 if budget is not None and spent >= budget:
                     self._set_lock_depth(lock_depth)
                     raise self._soft_lockup(rip, f"did not return within {budget} instructions")
-                if not quantum:
-                    continue  # a counted slice only for the budget: not a switch point
+                if paused or not quantum:
+                    if progress is not None:
+                        progress(spent)
+                    continue  # a pause for the budget or the progress: not a switch point
                 if self.lock_depth():
                     # Inside a spinlocked section: no switch here (see kernel.h).
                     stuck += 1

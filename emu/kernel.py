@@ -13,6 +13,7 @@ import guest
 
 from .cpu import ARG_REGS, Cpu, Task
 from .elf import KernelImageFile, read_kernel_image
+from .dwarf import Prototype, prototypes_in
 from .errors import BadCall, ElfError, SymbolError
 from .kallsyms import Kallsyms, KSym
 from .machine import PAGE_SIZE, Machine, MapEntry, Perm, page_align_down, page_align_up
@@ -40,12 +41,9 @@ class Segment:
     perms: Perm
 
 
-#: Instructions a scenario's `call` may run (in counted slices) before it is reported as a
-#: soft lockup: the same as a module's init.
+#: Instructions any call into the guest (a scenario's `call`, trace --run, the shell, the
+#: API) may run before it is reported as a soft lockup: the same as a module's init.
 CALL_BUDGET = INIT_BUDGET
-#: Seconds a direct call (trace --run, the shell, the API) may run before it is reported as a
-#: soft lockup: a wall-clock watchdog, since counting instructions slows Unicorn severalfold.
-CALL_TIMEOUT_S = 20.0
 
 
 class Kernel:
@@ -137,6 +135,10 @@ class Kernel:
             elif sym.kind == "STT_NOTYPE" and sym.name and sym.bind == "STB_GLOBAL":
                 syms.append(KSym(sym.name, sym.value, 0, None, any(lo <= sym.value < hi for lo, hi in text)))
         self.kallsyms.add(syms, None, text)
+        functions = [(s.addr, s.size) for s in syms if s.is_text and s.size]
+        for seg in self.image.segments:  # the clock counts instructions from the image's text
+            if seg.flags & 1:  # PF_X
+                self.machine.clock.add_code(seg.vaddr, seg.data, functions)
 
     def _read_ksymtab(self) -> dict[str, int]:
         """The kernel's exports, read from __ksymtab in guest memory."""
@@ -153,23 +155,24 @@ class Kernel:
         stack = STACKS_BASE + index * (STACK_SIZE + 2 * PAGE_SIZE) + PAGE_SIZE
         self.machine.map(f"cpu{index} stack", stack, STACK_SIZE, Perm.RW)
         percpu = PERCPU_BASE + index * PERCPU_SIZE
-        self.machine.map(f"cpu{index} percpu", percpu, PERCPU_SIZE, Perm.RW)
+        self.machine.map(f"cpu{index} percpu", percpu, PERCPU_SIZE, Perm.RW, host=True)  # the clock
         return Cpu(self.machine, index, stack, STACK_SIZE, percpu, trap, self.kallsyms)
 
     # -- services -------------------------------------------------------------------------
     def symbol(self, name: str, module: str | None = "*") -> int:
         return self.kallsyms.resolve(name, module)
 
-    def call(self, target: str | int, *args: int, cpu: int = 0, timeout_s: float | None = -1.0) -> int:
+    def call(self, target: str | int, *args: int, cpu: int = 0, budget: int | None = CALL_BUDGET,
+             progress: Callable[[int], None] | None = None) -> int:
         """Call a guest function by name or address on a CPU, to completion; one that has not
-        returned within timeout_s seconds (CALL_TIMEOUT_S by default, None: no limit) is
-        stopped as a soft lockup."""
-        if timeout_s is not None and timeout_s < 0:
-            timeout_s = CALL_TIMEOUT_S
+        returned within `budget` instructions (None: no limit) is stopped as a soft lockup.
+        progress, if given, is told the instructions run every emu.cpu.PROGRESS_INSNS."""
+        if budget is not None and budget < 1:
+            raise BadCall(f"an instruction budget must be at least 1, not {budget}")
         addr = self.check_call(target, args)
         if not 0 <= cpu < len(self.cpus):
             raise SymbolError(f"no CPU {cpu}: this machine has CPUs 0-{len(self.cpus) - 1}")
-        return run_to_completion(self.cpus[cpu].call(addr, *args, timeout_s=timeout_s))
+        return run_to_completion(self.cpus[cpu].call(addr, *args, budget=budget, progress=progress))
 
     def check_call(self, target: str | int, args: tuple[int, ...]) -> int:
         """The address of a function the user asked to call with args, or BadCall /
@@ -184,7 +187,28 @@ class Kernel:
         for value in args:
             if not -(1 << 63) <= value < (1 << 64):
                 raise BadCall(f"{name}: argument {value} does not fit in a 64-bit register")
+        proto = self.prototype(addr)
+        if proto is not None and not proto.accepts(len(args)):
+            want = len(proto.params)
+            raise BadCall(f"{name}: {proto} takes {'at least ' if proto.variadic else ''}{want} "
+                          f"argument{'s' if want != 1 else ''}, {len(args)} given")
         return addr
+
+    def prototype(self, addr: int) -> Prototype | None:
+        """The prototype of the function at addr from its file's debug information (the
+        kernel image's, or its module's), None when unknown."""
+        hit = self.kallsyms.lookup(addr)
+        if hit is None or hit[1] != 0:
+            return None
+        sym = hit[0]
+        if sym.module is None:
+            path = self.image_path
+        else:
+            mod = next((m for m in self.modules.modules if m.name == sym.module), None)
+            if mod is None or not mod.path or not Path(mod.path).is_file():
+                return None
+            path = mod.path
+        return prototypes_in(path).get(sym.name)
 
     def read_cstring(self, addr: int, limit: int = 256) -> str:
         raw = self.machine.read(addr, limit)

@@ -9,6 +9,7 @@ can bypass the text-write path (emu.textpoke).
 from __future__ import annotations
 
 import bisect
+import ctypes
 from dataclasses import dataclass
 from enum import IntFlag
 from typing import Callable, Iterator
@@ -17,6 +18,7 @@ from unicorn import UC_ARCH_X86, UC_MODE_64, UC_TLB_VIRTUAL, Uc, UcError
 from unicorn import unicorn_const as uc_const
 from unicorn.x86_const import UC_X86_REG_RIP
 
+from .clock import InstructionClock
 from .errors import MemoryAccessError
 from .hooks import HookRegistry
 
@@ -123,25 +125,46 @@ class Machine:
         # and which protections change; guest code run by emu.cpu counts as everything.
         self.tracker = None
         self._counting = False  # see emu_start()
+        # Mappings backed by host memory the host reads and writes directly (map(host=True)).
+        self._host: dict[int, ctypes.Array] = {}
+        #: Counts each CPU's instructions into its clock (emu.clock).
+        self.clock = InstructionClock(self)
 
     # -- mappings -------------------------------------------------------------------------
-    def map(self, name: str, start: int, size: int, perms: Perm) -> None:
-        """Map [start, start+size) page-aligned, zero-filled, with perms."""
+    def map(self, name: str, start: int, size: int, perms: Perm, host: bool = False) -> None:
+        """Map [start, start+size) page-aligned, zero-filled, with perms.  With host=True the
+        memory is the host's own, so host code may reach it through host_address()."""
         if start % PAGE_SIZE or size % PAGE_SIZE or size <= 0:
             raise MemoryAccessError(f"{name}: mapping {start:#x}+{size:#x} is not page-aligned")
+        buffer = (ctypes.c_char * size)() if host else None
         try:
-            self.uc.mem_map(start, size, int(perms))
+            if buffer is not None:
+                self.uc.mem_map_ptr(start, size, int(perms), ctypes.addressof(buffer))
+            else:
+                self.uc.mem_map(start, size, int(perms))
         except UcError as exc:
             raise MemoryAccessError(f"{name}: cannot map {start:#x}+{size:#x}: {exc}") from None
+        if buffer is not None:
+            self._host[start] = buffer
         self._names[start] = (start + size, name)
         self._reload_regions()
+        self.clock.forget(start, start + size)  # code may now be where other code was
 
     def unmap(self, start: int) -> None:
         """Unmap the mapping that map() created at start."""
         end, _ = self._names.pop(start)
         self.uc.mem_unmap(start, end - start)
         self.uc.ctl_remove_cache(start, end)
+        self._host.pop(start, None)
         self._reload_regions()
+        self.clock.forget(start, end)
+
+    def host_address(self, addr: int) -> int:
+        """Where guest address addr lives in this process, for a mapping made with host=True."""
+        for start, buffer in self._host.items():
+            if start <= addr < start + len(buffer):
+                return ctypes.addressof(buffer) + addr - start
+        raise MemoryAccessError(f"{addr:#x} is not in host-backed memory")
 
     def protect(self, start: int, size: int, perms: Perm, why: str = "") -> None:
         """The one place page protections change (and the event observers see)."""

@@ -193,6 +193,10 @@ class ModuleLoader:
             self._find_mcount_locs(mod, obj, placement)
             self.kallsyms.add(mod.symbols, mod.name, [(a.base, a.base + a.size) for a in mod.areas if a.kind == "text"])
             self.kallsyms.unformed.add(mod.name)
+            for a in mod.areas:  # the clock counts its instructions from the text as loaded
+                if a.kind == "text":
+                    self.machine.clock.add_code(a.base, self.machine.read(a.base, a.size),
+                                                [(s.addr, s.size) for s in mod.symbols if s.is_text])
             self._touch()
         except Exception:
             self._free(mod)

@@ -4,10 +4,14 @@ the tracer, run guest functions, and render the trace in the format asked for.""
 from __future__ import annotations
 
 import shlex
+import sys
+import time
 from dataclasses import dataclass, field
+from typing import Callable, TextIO
 
 from emu.cpu import Task
 from emu.errors import GuestFault
+from emu.kernel import CALL_BUDGET
 
 from .errors import FtraceError
 from .output import format_chrome, format_json_lines
@@ -23,11 +27,55 @@ WORKLOADS: dict[str, tuple[str, tuple[int, ...]]] = {
 FORMATS = ("text", "json", "chrome")
 
 
+class CallProgress:
+    """A line on a terminal telling how far a long guest call has got: the call is paused
+    every few million instructions (emu.cpu.PROGRESS_INSNS) to update it, shown once the
+    call has run half a second, and erased when the call ends."""
+
+    DELAY_S = 0.5
+    EVERY_S = 0.2
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.shown = False
+
+    def for_call(self, what: str) -> Callable[[int], None]:
+        started = time.monotonic()
+        last = [started]
+
+        def tick(insns: int) -> None:
+            now = time.monotonic()
+            if now - started < self.DELAY_S or now - last[0] < self.EVERY_S:
+                return
+            last[0] = now
+            self.stream.write(f"\r\033[K{what}: {insns / 1e6:,.0f}M instructions run "
+                              f"({insns / 1e9:.3f} s of guest time, {now - started:.0f} s here)...")
+            self.stream.flush()
+            self.shown = True
+        return tick
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.shown = False
+
+
+def call_progress(stream: TextIO | None = None) -> CallProgress | None:
+    """A progress display for long calls when stream (stderr) is a terminal, else None."""
+    stream = stream or sys.stderr
+    return CallProgress(stream) if stream.isatty() else None
+
+
 @dataclass
 class Call:
     symbol: str
     args: tuple[int, ...]
     result: int | None = None
+
+    @property
+    def text(self) -> str:
+        return " ".join((self.symbol, *map(str, self.args)))
 
     @classmethod
     def parse(cls, text: str) -> "Call":
@@ -53,6 +101,9 @@ class Session:
     recorder: str = "hook"
     #: The oops that stopped the calls, if one did: the trace up to it is kept.
     fault: GuestFault | None = None
+    #: Instructions a call may run before it is a soft lockup (None: no limit).
+    budget: int | None = CALL_BUDGET
+    progress: CallProgress | None = None
 
     def run(self) -> System:
         if self.tracer not in ("function", "function_graph"):
@@ -75,11 +126,15 @@ class Session:
             for path in self.modules:
                 system.insmod(path, cpu=self.cpu)
         for call in self.calls:
+            tick = self.progress.for_call(call.text) if self.progress is not None else None
             try:
-                call.result = system.call(call.symbol, *call.args, cpu=self.cpu)
+                call.result = system.call(call.symbol, *call.args, cpu=self.cpu, budget=self.budget, progress=tick)
             except GuestFault as fault:
                 self.fault = fault  # the trace up to the fault is what a developer wants most
                 break
+            finally:
+                if self.progress is not None:
+                    self.progress.done()
         return system
 
 

@@ -15,6 +15,7 @@ from emu.cpu import Task
 from emu.errors import EmuError, GuestFault, ModuleLoadError
 
 from .errors import FtraceError
+from .record import call_progress
 from .scenario import Command, _parse_command
 
 if TYPE_CHECKING:
@@ -158,7 +159,14 @@ class Shell:
 
     def _call(self, argv: list[str]) -> None:
         symbol, *args = self._parse(argv).args
-        self._print(str(self.system.call(symbol, *args, cpu=self.cpu)))
+        progress = call_progress()
+        try:
+            ret = self.system.call(symbol, *args, cpu=self.cpu,
+                                   progress=progress.for_call(" ".join(argv[1:])) if progress else None)
+        finally:
+            if progress is not None:
+                progress.done()
+        self._print(str(ret))
 
     def _insmod(self, argv: list[str]) -> None:
         if len(argv) != 2:

@@ -8,11 +8,11 @@ variant, the function tracer and tracefs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import guest
 from emu.errors import GuestFault, MemoryAccessError, SymbolError, TextWriteFault
-from emu.kernel import Kernel
+from emu.kernel import CALL_BUDGET, Kernel
 from emu.modules import Module
 from emu.sched import Point, run_to_completion
 
@@ -203,12 +203,14 @@ class System:
         with self._on_cpu(cpu):
             self.kernel.modules.rmmod(self.kernel.cpus[cpu], name)
 
-    def call(self, symbol: str | int, *args: int, cpu: int = 0, timeout_s: float | None = -1.0) -> int:
+    def call(self, symbol: str | int, *args: int, cpu: int = 0, budget: int | None = CALL_BUDGET,
+             progress: Callable[[int], None] | None = None) -> int:
         """Call a guest function (kernel or module) with integer arguments; its return value.
-        timeout_s: seconds before it is stopped as a soft lockup (default
-        emu.kernel.CALL_TIMEOUT_S; None: no limit, for benchmarks' long runs)."""
+        budget: instructions before it is stopped as a soft lockup (None: no limit, for
+        benchmarks' long runs); progress: told the instructions run, every few million
+        (emu.cpu.PROGRESS_INSNS)."""
         with self._on_cpu(cpu):
-            return self.kernel.call(symbol, *args, cpu=cpu, timeout_s=timeout_s)
+            return self.kernel.call(symbol, *args, cpu=cpu, budget=budget, progress=progress)
 
     def alloc(self, size: int) -> int:
         """kmalloc(size) in the guest: the address, or an error when the heap is exhausted."""

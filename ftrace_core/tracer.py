@@ -20,7 +20,8 @@ from emu.kernel import Kernel
 from .hash import hash_contains_ip
 from .update import Ftrace
 
-#: Virtual nanoseconds a traced call costs the CPU that makes it.
+#: Virtual nanoseconds a recorder charges for each event it writes, on top of the guest
+#: instructions the CPU ran (emu.clock): the recorder's own cost, the same for both.
 TRACE_EVENT_NS = 100
 #: Bytes a function event takes in the kernel's ring buffer (header + ip + parent_ip), which
 #: turns buffer_size_kb into a number of entries.
@@ -158,6 +159,12 @@ class FunctionTracer:
         self.list_func = kernel.symbol("ftrace_ops_list_func")
         # Hooks go in before any of this code is first translated (unicorn-facts.md).
         hooked = (self.direct, self.list_func) if recorder == "hook" else (self.list_func,)
+        # The in-guest recorder's code runs only with that recorder: its instructions do not
+        # move the clock, every event is charged TRACE_EVENT_NS instead, so both recorders
+        # give the same timestamps.
+        for name in ("function_trace_call", "trace_ring_full"):
+            sym = kernel.kallsyms.get(name)
+            machine.clock.uncount(sym.addr, sym.addr + sym.size)
         for addr in hooked:
             machine.hooks.add(uc_const.UC_HOOK_CODE, self._on_callback, begin=addr, end=addr)
         self.guest = GuestRecorder(kernel, buffer) if recorder == "guest" else None

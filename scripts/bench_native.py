@@ -109,7 +109,7 @@ def emu_rate(recorder: str, iters: int) -> tuple[int, float, int, int]:
     warm = s.call("bench_calls", 1000)
     before = s.buffer.entries_written  # drains the warm-up's events first
     start = time.perf_counter()
-    s.call("bench_calls", iters, timeout_s=None)
+    s.call("bench_calls", iters, budget=None)
     seconds = time.perf_counter() - start
     seen = s.buffer.entries_written - before  # events recorded or lost to wrapping
     return CALLS_PER_ITER * iters, seconds, seen, warm

@@ -65,7 +65,7 @@ def timed_run(work: Workload, mode: str, recorder: str = "guest", iterations: in
     s.call(work.function, 10)
     s.tracefs.write("trace", "")
     start = time.perf_counter()
-    s.call(work.function, iterations or work.iterations, timeout_s=None)
+    s.call(work.function, iterations or work.iterations, budget=None)
     ran = time.perf_counter() - start
     events = s.buffer.entries_written  # drains the guest rings
     return Run(ran, events, time.perf_counter() - start - ran)

@@ -213,6 +213,11 @@ def test_errors_are_the_projects_own_types():
     ("workload_run 99999999999999999999999", "argument 99999999999999999999999 does not fit in a 64-bit register"),
     ("workload_run -9223372036854775809", "does not fit in a 64-bit register"),
     ("log_dropped", "log_dropped is not a function"),
+    # the prototypes come from the guest's debug information (emu.dwarf)
+    ("workload_run", "workload_run: workload_run(iterations) takes 1 argument, 0 given"),
+    ("workload_getpid 5", "workload_getpid: workload_getpid() takes 0 arguments, 1 given"),
+    ("memset 1 2", "memset: memset(dst, c, n) takes 3 arguments, 2 given"),
+    ("printk", "printk: printk(fmt, ...) takes at least 1 argument, 0 given"),
 ])
 def test_calls_that_cannot_be_made_are_refused_before_running(call, message, capsys):
     from ftrace_core.cli import main
@@ -221,21 +226,41 @@ def test_calls_that_cannot_be_made_are_refused_before_running(call, message, cap
     assert message in capsys.readouterr().err
 
 
-def test_missing_arguments_are_zero_not_leftovers():
+def test_a_module_prototype_is_checked_too():
+    from emu.errors import BadCall
+
+    system = boot("fixed")
+    system.insmod(guest.module_path("race_mod"))
+    with pytest.raises(BadCall, match=r"race_mod_compute\(x\) takes 1 argument, 0 given"):
+        system.call("race_mod_compute")
+    assert system.call("printk", system.symbol("linux_banner")) > 0  # variadic: more is fine
+
+
+def test_missing_arguments_are_zero_not_leftovers(tmp_path):
+    """Without debug information (a module built by others, stripped) a call's prototype is
+    unknown: the arguments not given are zero, never what the registers held."""
+    import shutil
+    import subprocess
+
+    stripped = tmp_path / "race_mod.ko"
+    shutil.copy(guest.module_path("race_mod"), stripped)
+    subprocess.run(["objcopy", "--strip-debug", str(stripped)], check=True)
     system = boot("fixed")
     system.call("memset", system.symbol("log_dropped"), 0x41, 8)  # leaves rsi/rdx non-zero
     assert system.call("strlen", system.symbol("__log_buf")) > 0
     # race_mod_compute(x) with no argument computes from x = 0, every time
-    system.insmod(guest.module_path("race_mod"))
+    system.insmod(str(stripped))
+    assert system.kernel.prototype(system.symbol("race_mod_compute")) is None
     assert system.call("race_mod_compute") == system.call("race_mod_compute", 0)
 
 
-def test_a_call_that_never_returns_is_a_soft_lockup(tmp_path, capsys, monkeypatch):
-    import emu.kernel
+def test_a_call_that_never_returns_is_a_soft_lockup(tmp_path, capsys):
+    """A direct call has the instruction budget of a module's init (emu.kernel.CALL_BUDGET)."""
+    from emu.kernel import CALL_BUDGET
+    from emu.modules import INIT_BUDGET
     from ftrace_core.cli import main
 
-    monkeypatch.setattr(emu.kernel, "CALL_TIMEOUT_S", 0.5)
-
+    assert CALL_BUDGET == INIT_BUDGET
     src = tmp_path / "spin.c"
     src.write_text("#include <kernel.h>\nlong forever(long x) { volatile long i = 0; while (x) i++; return i; }\n"
                    "int init_module(void) { return 0; }\n")
@@ -244,7 +269,7 @@ def test_a_call_that_never_returns_is_a_soft_lockup(tmp_path, capsys, monkeypatc
     capsys.readouterr()
     assert main(["trace", "-m", str(ko), "--run", "forever 1"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("NMI watchdog: BUG: soft lockup - CPU#0 did not return within 0.5 s!")
+    assert err.startswith(f"NMI watchdog: BUG: soft lockup - CPU#0 did not return within {CALL_BUDGET} instructions!")
 
 
 def test_a_scenario_file_that_is_not_utf8_is_refused_with_its_line(tmp_path, capsys):

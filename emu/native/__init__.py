@@ -1,0 +1,62 @@
+"""Host-side helpers written in C, built on first use with the system's gcc (the compiler
+the guest is built with) and loaded with ctypes.
+
+Each library is built once per source: the file name carries a hash of the source and the
+flags, so an edited source builds anew and concurrent processes (pytest's workers) never
+load a half-written file.  The build goes beside the sources when that folder is writable
+(a checkout), else into a per-user folder under the system's temporary directory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+
+from ..errors import EmuError
+
+HERE = Path(__file__).resolve().parent
+CFLAGS = ("-O2", "-shared", "-fPIC", "-Wall", "-Werror")
+
+
+class NativeBuildError(EmuError):
+    """A host helper could not be built (no gcc, or gcc refused the source)."""
+
+
+def _build_dir() -> Path:
+    local = HERE / "_build"
+    try:
+        local.mkdir(exist_ok=True)
+        if os.access(local, os.W_OK):
+            return local
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"ftrace-emu-native-{os.getuid()}"
+    fallback.mkdir(mode=0o700, exist_ok=True)
+    return fallback
+
+
+@cache
+def load(name: str) -> ctypes.CDLL:
+    """Build emu/native/NAME.c if needed and load it."""
+    source = HERE / f"{name}.c"
+    text = source.read_bytes()
+    digest = hashlib.sha256(text + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    target = _build_dir() / f"{name}-{digest}.so"
+    if not target.exists():
+        gcc = shutil.which("gcc")
+        if gcc is None:
+            raise NativeBuildError(f"{source}: gcc is needed to build this host helper (apt-get install gcc)")
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        result = subprocess.run([gcc, *CFLAGS, "-o", str(partial), str(source)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            partial.unlink(missing_ok=True)
+            raise NativeBuildError(f"{source}: gcc failed: {result.stderr.strip()}")
+        os.replace(partial, target)
+    return ctypes.CDLL(str(target))
