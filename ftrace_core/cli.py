@@ -568,6 +568,119 @@ def explore(
         out.print(f"cross-replay {name}: {cr['failing']} of {cr['replayed']} fail", markup=False)
 
 
+@app.command()
+def mount(
+    directory: Path = typer.Argument(..., help="An empty directory to mount the tracefs on."),
+    variant: str = typer.Option("fixed", "--variant", "-v", help=VARIANT_HELP),
+    module: list[Path] = typer.Option([], "--module", "-m", help="Load this module first (repeatable)."),
+    activity: str = typer.Option("workload", "--activity", help="What the CPUs keep running: workload (the kernel "
+                                                                 "workload), none, or 'call SYMBOL ARGS...'."),
+    foreground: bool = typer.Option(False, "--foreground", help="Serve from this process until Ctrl-C."),
+) -> None:
+    """Mount the emulated system's tracefs (FUSE), for cat, echo and your own tools.
+
+    Example: ftrace-emu mount /mnt/tracefs && cat /mnt/tracefs/available_tracers
+    """
+    import os
+
+    from .tracefs.live import Activity, LiveSystem
+    from .tracefs.mount import require_fuse, serve
+
+    require_fuse()
+    if not directory.is_dir():
+        raise FtraceError(f"{directory}: not a directory")
+    if os.path.ismount(directory):
+        raise FtraceError(f"{directory}: already a mount point (ftrace-emu umount {directory} first)")
+    _check_files(module)
+    act = Activity.parse(activity)
+    system = boot_system(_variants(variant)[0])
+    for path in module:
+        system.insmod(str(path))
+    try:
+        live = LiveSystem(system, act)
+    except (emu_errors.SymbolError, emu_errors.BadCall) as exc:
+        raise FtraceError(f"--activity {activity!r}: {exc}") from None
+    where = f"{directory} ({system.tree.name}, activity: {activity})"
+    if foreground:
+        serve(live, str(directory), on_ready=lambda: print(f"tracefs mounted at {where}; Ctrl-C unmounts",
+                                                           file=sys.stderr))
+        return
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the server: its own session, quiet, until unmounted
+        os.close(r)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # what goes wrong is told through the pipe
+            os.dup2(null, fd)
+        try:
+            serve(live, str(directory), on_ready=lambda: os.write(w, b"ready\n"))
+            code = 0
+        except BaseException as exc:  # told to the parent, which is still waiting
+            os.write(w, f"{exc}\n".encode())
+            code = 1
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r) as pipe:
+        said = pipe.readline().strip()
+    if said != "ready":
+        raise FtraceError(f"{directory}: mount failed: {said or 'the server exited'}")
+    print(f"tracefs mounted at {where}, served by pid {pid}; ftrace-emu umount {directory} to stop",
+          file=sys.stderr)
+
+
+@app.command()
+def umount(directory: Path = typer.Argument(..., help="Where ftrace-emu mount put a tracefs.")) -> None:
+    """Unmount a tracefs that ftrace-emu mount put at DIRECTORY; its server then exits."""
+    import os
+    import shutil
+    import subprocess
+
+    if not os.path.ismount(directory):
+        raise FtraceError(f"{directory}: not mounted")
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    argv = [tool, "-u", str(directory)] if tool else ["umount", str(directory)]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise FtraceError(f"{directory}: {(done.stderr or done.stdout).strip() or 'umount failed'}")
+
+
+def _on_mount(mountpoint: Path, message: dict) -> None:
+    from .tracefs.control import request
+
+    answer = request(mountpoint, message)
+    if "error" in answer:
+        if answer.get("kind") == "system":
+            print(answer["error"], file=sys.stderr)  # an oops, as the kernel prints it
+            raise FtraceDead(f"{message['op']} oopsed (see above)")
+        raise FtraceError(answer["error"])
+    sys.stderr.write(answer.get("dmesg", ""))
+
+
+@app.command()
+def insmod(
+    path: Path = typer.Argument(..., help="The module (.ko) to load."),
+    mountpoint: Path = typer.Option(..., "--mount", help="The tracefs of the running system (ftrace-emu mount)."),
+    cpu: int = typer.Option(0, "--cpu", help="The CPU that loads it."),
+) -> None:
+    """Load a module into a mounted, running system; its kernel messages are printed.
+
+    Example: ftrace-emu insmod guest/modules/hello.ko --mount /mnt/tracefs
+    """
+    _check_files([path])
+    _on_mount(mountpoint, {"op": "insmod", "path": str(path.resolve()), "cpu": cpu})
+
+
+@app.command()
+def rmmod(
+    name: str = typer.Argument(..., help="The loaded module's name."),
+    mountpoint: Path = typer.Option(..., "--mount", help="The tracefs of the running system (ftrace-emu mount)."),
+    cpu: int = typer.Option(0, "--cpu", help="The CPU that unloads it."),
+) -> None:
+    """Unload a module from a mounted, running system."""
+    _on_mount(mountpoint, {"op": "rmmod", "name": name, "cpu": cpu})
+
+
 def _cross(scn, reports: dict, granularity: str, quantum: int, patching: str) -> dict:
     """Every failing schedule of each variant, replayed on the others; with naive patching,
     also on the same kernel with breakpoints."""

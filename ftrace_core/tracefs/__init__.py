@@ -38,6 +38,13 @@ WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "set_ftrace_filter", "set_
                   "tracing_on")
 READABLE_FILES = ("available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer",
                   "enabled_functions", "set_ftrace_filter", "set_ftrace_notrace", "trace", "trace_pipe", "tracing_on")
+#: Each file's mode, as tracer_init_tracefs() (kernel/trace/trace.c) and
+#: ftrace_init_dyn_tracefs() (kernel/trace/ftrace.c) create them in the v4.4-v4.8 trees.
+FILE_MODES = {
+    "available_filter_functions": 0o444, "available_tracers": 0o444, "buffer_size_kb": 0o644,
+    "current_tracer": 0o644, "enabled_functions": 0o444, "set_ftrace_filter": 0o644,
+    "set_ftrace_notrace": 0o644, "trace": 0o644, "trace_pipe": 0o444, "tracing_on": 0o644,
+}
 #: Per-CPU buffers are held in host memory: keep them to a sane size.
 MAX_BUFFER_KB = 65536
 ULONG_MAX = (1 << 64) - 1
@@ -97,6 +104,28 @@ class FilterHandle(_SeqRead, RegexHandle):
         self.tracefs = tracefs
 
 
+class OpenFile:
+    """An open tracefs file used from plain code (the mount): each call runs its step to the
+    end, as the file_operations of one open file."""
+
+    def __init__(self, tracefs: "Tracefs", name: str, handle: object):
+        self.tracefs, self.name, self.handle = tracefs, name, handle
+
+    def read(self) -> str:
+        """The file's text, the same for every read of this open (seq_file)."""
+        return run_to_completion(self.handle.read_steps())
+
+    def read_pipe(self) -> str:
+        """trace_pipe: what is in the buffers now, consumed ('' when empty)."""
+        return run_to_completion(self.tracefs._read_now(self.name))
+
+    def write(self, data: bytes) -> int:
+        return run_to_completion(self.handle.write_steps(data))
+
+    def release(self) -> None:
+        run_to_completion(self.handle.release_steps())
+
+
 class Tracefs:
     def __init__(self, system: "System"):
         self.system = system
@@ -149,6 +178,10 @@ class Tracefs:
             self.system.buffer.reset()
         yield from ()
         return SimpleHandle(self, name, flags)
+
+    def open(self, name: str, flags: int = O_RDONLY) -> OpenFile:
+        """open(2): an OpenFile, or TracefsError with the kernel's errno."""
+        return OpenFile(self, name, run_to_completion(self.open_steps(name, flags)))
 
     def read(self, name: str) -> str:
         return run_to_completion(self.read_steps(name))
