@@ -605,6 +605,17 @@ def mount(
         serve(live, str(directory), on_ready=lambda: print(f"tracefs mounted at {where}; Ctrl-C unmounts",
                                                            file=sys.stderr))
         return
+    pid = _serve_in_background(live, directory)
+    print(f"tracefs mounted at {where}, served by pid {pid}; ftrace-emu umount {directory} to stop",
+          file=sys.stderr)
+
+
+def _serve_in_background(live, directory: Path) -> int:
+    """Fork a server for the mount; return its pid once the mount is up."""
+    import os
+
+    from .tracefs.mount import serve
+
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the server: its own session, quiet, until unmounted
@@ -625,8 +636,40 @@ def mount(
         said = pipe.readline().strip()
     if said != "ready":
         raise FtraceError(f"{directory}: mount failed: {said or 'the server exited'}")
-    print(f"tracefs mounted at {where}, served by pid {pid}; ftrace-emu umount {directory} to stop",
-          file=sys.stderr)
+    return pid
+
+
+@app.command("trace-cmd", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def trace_cmd(
+    ctx: typer.Context,
+    mountpoint: Optional[Path] = typer.Option(None, "--mount", help="A tracefs from ftrace-emu mount; without it a "
+                                                                     "fresh system is mounted for this run."),
+    variant: str = typer.Option("fixed", "--variant", help=VARIANT_HELP + " (with no --mount)"),
+) -> None:
+    """Run Debian's trace-cmd against the emulated tracefs (the rest of the line is trace-cmd's).
+
+    Example: ftrace-emu trace-cmd --mount /mnt/tracefs start -p function -l 'vfs_*'
+    """
+    import tempfile
+
+    from .tracefs.live import Activity, LiveSystem
+    from .tracefs.mount import require_fuse
+    from .tracefs.tracecmd import require_trace_cmd, run_trace_cmd
+
+    require_trace_cmd()
+    if mountpoint is not None:
+        code = run_trace_cmd(mountpoint, list(ctx.args)).returncode
+    else:
+        require_fuse()
+        with tempfile.TemporaryDirectory(prefix="ftrace-emu-tracefs-") as tmp:
+            live = LiveSystem(boot_system(_variants(variant)[0]), Activity.parse("workload"))
+            _serve_in_background(live, Path(tmp))
+            try:
+                code = run_trace_cmd(tmp, list(ctx.args)).returncode
+            finally:
+                umount(Path(tmp))
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -41,13 +41,11 @@ def _build_dir() -> Path:
     return fallback
 
 
-@cache
-def load(name: str) -> ctypes.CDLL:
-    """Build emu/native/NAME.c if needed and load it."""
-    source = HERE / f"{name}.c"
+def build(source: Path) -> Path:
+    """The shared library built from a C source (built now if this source has not been)."""
     text = source.read_bytes()
     digest = hashlib.sha256(text + " ".join(CFLAGS).encode()).hexdigest()[:16]
-    target = _build_dir() / f"{name}-{digest}.so"
+    target = _build_dir() / f"{source.stem}-{digest}.so"
     if not target.exists():
         gcc = shutil.which("gcc")
         if gcc is None:
@@ -59,4 +57,10 @@ def load(name: str) -> ctypes.CDLL:
             partial.unlink(missing_ok=True)
             raise NativeBuildError(f"{source}: gcc failed: {result.stderr.strip()}")
         os.replace(partial, target)
-    return ctypes.CDLL(str(target))
+    return target
+
+
+@cache
+def load(name: str) -> ctypes.CDLL:
+    """Build emu/native/NAME.c if needed and load it."""
+    return ctypes.CDLL(str(build(HERE / f"{name}.c")))

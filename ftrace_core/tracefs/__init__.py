@@ -24,6 +24,7 @@ from ..flags import (
 from ..hash import FtraceHash
 from ..output import GRAPH_HEADER, format_entries, format_graph, format_lost, format_trace
 from ..tracer import ENTRY_BYTES
+from .parser import TraceParser
 from .regex import O_APPEND, O_TRUNC, RegexHandle
 
 if TYPE_CHECKING:
@@ -34,15 +35,16 @@ TRACERS = ("function_graph", "function", "nop")
 _UNDER_FTRACE_LOCK = ("set_ftrace_filter", "set_ftrace_notrace", "available_filter_functions", "enabled_functions")
 _FILTER_FILES = {"set_ftrace_filter": True, "set_ftrace_notrace": False}
 #: The files, for checking names before anything runs (scenario files, the CLI).
-WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "set_ftrace_filter", "set_ftrace_notrace", "trace",
-                  "tracing_on")
-READABLE_FILES = ("available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer",
+WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "set_event", "set_ftrace_filter", "set_ftrace_notrace",
+                  "trace", "tracing_on")
+READABLE_FILES = ("available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer", "set_event",
                   "enabled_functions", "set_ftrace_filter", "set_ftrace_notrace", "trace", "trace_pipe", "tracing_on")
-#: Each file's mode, as tracer_init_tracefs() (kernel/trace/trace.c) and
-#: ftrace_init_dyn_tracefs() (kernel/trace/ftrace.c) create them in the v4.4-v4.8 trees.
+#: Each file's mode, as tracer_init_tracefs() (kernel/trace/trace.c), ftrace_init_dyn_tracefs()
+#: (kernel/trace/ftrace.c) and create_event_toplevel_files() (kernel/trace/trace_events.c)
+#: create them in the v4.4-v4.8 trees.
 FILE_MODES = {
     "available_filter_functions": 0o444, "available_tracers": 0o444, "buffer_size_kb": 0o644,
-    "current_tracer": 0o644, "enabled_functions": 0o444, "set_ftrace_filter": 0o644,
+    "current_tracer": 0o644, "enabled_functions": 0o444, "set_event": 0o644, "set_ftrace_filter": 0o644,
     "set_ftrace_notrace": 0o644, "trace": 0o644, "trace_pipe": 0o444, "tracing_on": 0o644,
 }
 #: Per-CPU buffers are held in host memory: keep them to a sane size.
@@ -88,8 +90,8 @@ class SimpleHandle(_SeqRead):
 
     def write_steps(self, data: bytes) -> Generator[object, None, int]:
         writer = self.tracefs._writers[self.name]
-        yield from writer(data)
-        return len(data)
+        taken = yield from writer(data)
+        return len(data) if taken is None else taken  # a tokenizing writer says how much it took
 
     def release_steps(self) -> Generator[object, None, None]:
         yield from ()
@@ -142,12 +144,14 @@ class Tracefs:
             "trace": self._trace,
             "trace_pipe": self._trace_pipe,
             "buffer_size_kb": self._buffer_size_kb,
+            "set_event": lambda: "",  # no event is enabled: none can be (_write_set_event)
         }
         self._writers: dict[str, Callable[[bytes], Iterator[object]]] = {
             "current_tracer": self._write_current_tracer,
             "tracing_on": self._write_tracing_on,
             "trace": self._write_trace,
             "buffer_size_kb": self._write_buffer_size_kb,
+            "set_event": self._write_set_event,
         }
 
     @property
@@ -334,6 +338,23 @@ class Tracefs:
         self._touch(("trace",), write=True)
         self.system.buffer.resize(max(1, value * 1024 // ENTRY_BYTES))
         yield from ()
+
+    def _write_set_event(self, data: bytes) -> Generator[object, None, int]:
+        """ftrace_event_write() (kernel/trace/trace_events.c, v4.8): one token a write, read
+        by a parser of its own each write (EVENT_BUF_SIZE 127), then ftrace_set_clr_event().
+        The only events of this kernel are the ftrace subsystem's, which are flagged
+        TRACE_EVENT_FL_IGNORE_ENABLE, so no token names one that can be switched: -EINVAL, as
+        __ftrace_set_clr_event_nolock() returns when nothing matched.  Opening with O_TRUNC
+        (ftrace_clear_events()) has nothing to clear."""
+        parser = TraceParser(127 + 1)
+        taken = parser.get_user(data)
+        if taken < 0:
+            raise TracefsError(f"set_event: {data[:40]!r}: token too long", -taken)
+        if parser.loaded:
+            raise TracefsError(f"set_event: no event matches {parser.token!r} (this kernel's only events are "
+                               "ftrace's own, which cannot be enabled)", errno.EINVAL)
+        yield from ()
+        return taken
 
     # -- listings ---------------------------------------------------------------------------
     def _read_hash(self, hash_: FtraceHash, notrace: bool) -> str:

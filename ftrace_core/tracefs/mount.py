@@ -100,6 +100,11 @@ class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # typ
             self._open[fh] = _Open(name, handle, flags)
         return fh
 
+    def create(self, path: str, mode: int, fi=None) -> int:
+        # tracefs's directories have no ->create: the VFS refuses with -EACCES (a name that
+        # exists is opened by open(), even with O_CREAT).
+        raise mfusepy.FuseOSError(errno.EACCES)
+
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
         # `>` on a file: the open carried O_TRUNC already (atomic_o_trunc); nothing more.
         self._name(path)

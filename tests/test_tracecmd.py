@@ -1,0 +1,69 @@
+"""Debian's trace-cmd driving the emulated kernel through its mounted tracefs
+(ftrace-emu trace-cmd): it changes the emulated kernel as it would a real one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_mount import _MISSING, Mounted, sh
+
+_NO_TRACE_CMD = None if shutil.which("trace-cmd") else "no trace-cmd (apt-get install trace-cmd)"
+if _NO_TRACE_CMD and os.environ.get("CI") == "true":
+    raise RuntimeError(f"CI must run the trace-cmd tests, but: {_NO_TRACE_CMD}")
+pytestmark = pytest.mark.skipif(bool(_MISSING or _NO_TRACE_CMD), reason=_MISSING or _NO_TRACE_CMD or "")
+
+
+def trace_cmd(mount: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ftrace_core.cli", "trace-cmd", "--mount", str(mount), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    (tmp_path / "tracing").mkdir()
+    m = Mounted(tmp_path / "tracing", "--activity", "call workload_fs_roundtrip 4")
+    yield m.path
+    m.umount()
+
+
+def test_list_shows_the_emulated_kernels_tracers_and_functions(mounted):
+    assert trace_cmd(mounted, "list", "-t").stdout.split() == sh("cat available_tracers", mounted).stdout.split()
+    listed = trace_cmd(mounted, "list", "-f").stdout.split()
+    assert listed and listed == sh("cat available_filter_functions", mounted).stdout.split()
+
+
+def test_start_show_stop_drive_the_emulated_kernel(mounted):
+    sysctl = Path("/proc/sys/kernel/ftrace_enabled")
+    host_before = sysctl.read_text() if sysctl.exists() else None
+    done = trace_cmd(mounted, "start", "-p", "function", "-l", "vfs_*")
+    assert done.returncode == 0, done.stderr
+    assert sh("cat current_tracer", mounted).stdout == "function\n"
+    chosen = sh("cat set_ftrace_filter", mounted).stdout.split()
+    assert chosen == [f for f in sh("cat available_filter_functions", mounted).stdout.split() if f.startswith("vfs_")]
+    assert "vfs_write" in chosen
+    deadline = time.monotonic() + 20
+    while "vfs_write <-ksys_write" not in (shown := trace_cmd(mounted, "show").stdout):
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+    assert shown.startswith("# tracer: function\n")
+    assert trace_cmd(mounted, "stop").returncode == 0
+    assert sh("cat tracing_on", mounted).stdout == "0\n"
+    # trace-cmd wrote "1" to ftrace_enabled: into its own namespace's scratch file
+    assert (sysctl.read_text() if sysctl.exists() else None) == host_before
+
+
+def test_trace_cmd_without_a_mount_gets_a_fresh_system():
+    done = subprocess.run([sys.executable, "-m", "ftrace_core.cli", "trace-cmd", "list", "-t"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.split() == ["function_graph", "function", "nop"]
+
+
+def test_an_unknown_trace_cmd_command_exits_non_zero(mounted):
+    assert trace_cmd(mounted, "no-such-command").returncode != 0
