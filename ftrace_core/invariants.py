@@ -102,6 +102,20 @@ class CallAudit:
         elif self._counting(ip) and self.expected.get(cpu) is None and ip in self.hooks:
             self.extra.append((cpu, ip, parent))
 
+    def on_declined(self, cpu: int, ip: int, depth: int) -> None:
+        """function_graph left a call out (trace_graph_entry() said no): not a loss when the
+        graph filters say so.  Checked here from the call's depth on the guest's return
+        stack and the filter lists, not taken on the tracer's word."""
+        graph = self.system.graph
+        filtered = (depth < 0  # under a set_graph_notrace function
+                    or ip in graph.notrace_funcs
+                    or (depth == 0 and graph.graph_funcs and ip not in graph.graph_funcs)
+                    or (graph.max_depth and depth >= graph.max_depth))
+        if filtered and self.expected.get(cpu, ())[:1] == (ip,):
+            pending = self.expected.pop(cpu)
+            if pending[3]:
+                self.counted -= 1
+
     def settle(self, cpu: int) -> None:
         pending = self.expected.pop(cpu, None)
         # Not traced: a loss, unless what is traced changed between the entry and now (the

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from unicorn import unicorn_const as uc_const
-from unicorn.x86_const import UC_X86_REG_RDI, UC_X86_REG_RSI
+from unicorn.x86_const import UC_X86_REG_RDI, UC_X86_REG_RDX, UC_X86_REG_RSI
 
 from emu.kernel import Kernel
 
@@ -243,10 +243,15 @@ FTRACE_RETFUNC_DEPTH = 50
 _RET_STACK_ENTRY = 16  # struct ftrace_ret_stack {ret, func}
 
 
+#: FTRACE_GRAPH_MAX_FUNCS (kernel/trace/trace.h): set_graph_function / set_graph_notrace hold
+#: at most this many functions each.
+FTRACE_GRAPH_MAX_FUNCS = 32
+
+
 class GraphTracer:
-    """The function_graph tracer's host side: prepare_ftrace_return (entry, with the return
-    address about to be replaced by return_to_handler) and ftrace_return_to_handler (exit)
-    are hooked; their per-CPU return stack lives in guest memory."""
+    """The function_graph tracer's host side: ftrace_graph_entry (trace_graph_entry(): the
+    verdict, and the entry event) and ftrace_return_to_handler (the exit event) are hooked;
+    the per-CPU return stack lives in guest memory (guest/kernel/main.c)."""
 
     def __init__(self, kernel: Kernel, buffer: RingBuffer):
         self.kernel = kernel
@@ -254,12 +259,19 @@ class GraphTracer:
         self.tracing_on = True
         self.active = False
         self.audit = None  # an invariants.CallAudit, told of each recorded entry
+        # set_graph_function, set_graph_notrace (ftrace_graph_funcs[], ftrace_graph_notrace_funcs[]
+        # in kernel/trace/ftrace.c: addresses in the order written) and max_graph_depth.
+        self.graph_funcs: list[int] = []
+        self.notrace_funcs: list[int] = []
+        self.max_depth = 0
         sym = kernel.symbol
         self.ret_stack = sym("ftrace_ret_stack")
         self.curr_ret_stack = sym("ftrace_curr_ret_stack")
+        self.verdict = sym("ftrace_graph_verdict")
+        self.notrace = sym("ftrace_graph_notrace")
         self._calltimes: list[list[int]] = [[] for _ in kernel.cpus]
         hooks = kernel.machine.hooks
-        for name, callback in (("prepare_ftrace_return", self._on_entry), ("ftrace_return_to_handler", self._on_return)):
+        for name, callback in (("ftrace_graph_entry", self._on_entry), ("ftrace_return_to_handler", self._on_return)):
             addr = sym(name)
             hooks.add(uc_const.UC_HOOK_CODE, callback, begin=addr, end=addr)
 
@@ -267,20 +279,40 @@ class GraphTracer:
         raw = uc.mem_read(self.curr_ret_stack + 4 * (cpu & 1), 4)
         return int.from_bytes(raw, "little", signed=True)
 
+    def wants(self, func: int, depth: int) -> bool:
+        """trace_graph_entry()'s test (kernel/trace/trace_functions_graph.c, v4.4-v4.8):
+        trace a call nested in a traced one, or one of set_graph_function's (all, when it
+        is empty), within max_graph_depth.  (No task filter and no interrupts here.)"""
+        if not (depth or not self.graph_funcs or func in self.graph_funcs) or depth < 0:
+            return False
+        return not (self.max_depth and depth >= self.max_depth)
+
     def _on_entry(self, uc, address: int, size: int, data: object) -> None:
         cpu = self.kernel.machine.running_cpu
         if cpu is None:
             return
-        index = self._index(uc, cpu.index) + 1
-        if index >= FTRACE_RETFUNC_DEPTH:
-            return  # the guest will not hook this call either
-        parent = int.from_bytes(uc.mem_read(uc.reg_read(UC_X86_REG_RDI), 8), "little")
-        func = uc.reg_read(UC_X86_REG_RSI)
+        func = uc.reg_read(UC_X86_REG_RDI)
+        depth = uc.reg_read(UC_X86_REG_RSI)
+        depth = depth - (1 << 64) if depth >> 63 else depth
+        traced = self.wants(func, depth)
+        # set_graph_notrace: hooked (its return must restore the index) but not recorded
+        notrace = traced and func in self.notrace_funcs
+        slot = 4 * (cpu.index & 1)
+        uc.mem_write(self.verdict + slot, int(traced).to_bytes(4, "little"))
+        uc.mem_write(self.notrace + slot, int(notrace).to_bytes(4, "little"))
+        if not traced or notrace:
+            if self.audit is not None:
+                self.audit.on_declined(cpu.index, func, depth)
+            return
+        # The entry is recorded before the push (which may still fail at FTRACE_RETFUNC_DEPTH,
+        # leaving an entry without its exit, as the kernel's would).
+        parent = uc.reg_read(UC_X86_REG_RDX)
         cpu.advance_clock(TRACE_EVENT_NS)
-        self._calltimes[cpu.index].append(cpu.clock_ns)
+        if depth < FTRACE_RETFUNC_DEPTH:
+            self._calltimes[cpu.index].append(cpu.clock_ns)
         if self.tracing_on and self.active:
             self.buffer.record(GraphEntry(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, func, parent,
-                                          index, False))
+                                          depth, False))
             if self.audit is not None:
                 self.audit.on_traced(cpu.index, func, parent)
 
@@ -289,6 +321,8 @@ class GraphTracer:
         if cpu is None:
             return
         index = self._index(uc, cpu.index)
+        if index < 0:  # a set_graph_notrace function returns: nothing was recorded for it
+            return
         slot = self.ret_stack + ((cpu.index & 1) * FTRACE_RETFUNC_DEPTH + index) * _RET_STACK_ENTRY
         raw = uc.mem_read(slot, _RET_STACK_ENTRY)
         ret, func = int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")

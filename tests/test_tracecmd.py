@@ -67,3 +67,17 @@ def test_trace_cmd_without_a_mount_gets_a_fresh_system():
 
 def test_an_unknown_trace_cmd_command_exits_non_zero(mounted):
     assert trace_cmd(mounted, "no-such-command").returncode != 0
+
+
+def test_start_function_graph_with_graph_filters(mounted):
+    done = trace_cmd(mounted, "start", "-p", "function_graph", "-g", "vfs_write", "-n", "kmalloc")
+    assert done.returncode == 0, done.stderr
+    assert sh("cat current_tracer set_graph_function set_graph_notrace", mounted).stdout == \
+        "function_graph\nvfs_write\nkmalloc\n"
+    deadline = time.monotonic() + 20
+    while "vfs_write() {" not in (shown := trace_cmd(mounted, "show").stdout):
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+    graph = [line for line in shown.splitlines() if not line.startswith("#")]
+    assert graph and all("|" in line for line in graph)
+    assert not any("kmalloc" in line for line in graph)

@@ -24,6 +24,7 @@ from ..flags import (
 from ..hash import FtraceHash
 from ..output import GRAPH_HEADER, format_entries, format_graph, format_lost, format_trace
 from ..tracer import ENTRY_BYTES
+from .graph import GRAPH_FILES, GraphHandle
 from .parser import TraceParser
 from .regex import O_APPEND, O_TRUNC, RegexHandle
 
@@ -35,9 +36,10 @@ TRACERS = ("function_graph", "function", "nop")
 _UNDER_FTRACE_LOCK = ("set_ftrace_filter", "set_ftrace_notrace", "available_filter_functions", "enabled_functions")
 _FILTER_FILES = {"set_ftrace_filter": True, "set_ftrace_notrace": False}
 #: The files, for checking names before anything runs (scenario files, the CLI).
-WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "set_event", "set_ftrace_filter", "set_ftrace_notrace",
-                  "trace", "tracing_on")
-READABLE_FILES = ("available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer", "set_event",
+WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "max_graph_depth", "set_event", "set_ftrace_filter",
+                  "set_ftrace_notrace", "set_graph_function", "set_graph_notrace", "trace", "tracing_on")
+READABLE_FILES = ("available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer",
+                  "max_graph_depth", "set_event", "set_graph_function", "set_graph_notrace",
                   "enabled_functions", "set_ftrace_filter", "set_ftrace_notrace", "trace", "trace_pipe", "tracing_on")
 #: Each file's mode, as tracer_init_tracefs() (kernel/trace/trace.c), ftrace_init_dyn_tracefs()
 #: (kernel/trace/ftrace.c) and create_event_toplevel_files() (kernel/trace/trace_events.c)
@@ -45,6 +47,8 @@ READABLE_FILES = ("available_filter_functions", "available_tracers", "buffer_siz
 FILE_MODES = {
     "available_filter_functions": 0o444, "available_tracers": 0o444, "buffer_size_kb": 0o644,
     "current_tracer": 0o644, "enabled_functions": 0o444, "set_event": 0o644, "set_ftrace_filter": 0o644,
+    # 0444, though writable by root: as ftrace_init_dyn_tracefs() makes them in v4.4-v4.8
+    "set_graph_function": 0o444, "set_graph_notrace": 0o444, "max_graph_depth": 0o644,
     "set_ftrace_notrace": 0o644, "trace": 0o644, "trace_pipe": 0o444, "tracing_on": 0o644,
 }
 #: Per-CPU buffers are held in host memory: keep them to a sane size.
@@ -145,6 +149,9 @@ class Tracefs:
             "trace_pipe": self._trace_pipe,
             "buffer_size_kb": self._buffer_size_kb,
             "set_event": lambda: "",  # no event is enabled: none can be (_write_set_event)
+            "set_graph_function": lambda: run_to_completion(GraphHandle(system, "set_graph_function", 0).read_steps()),
+            "set_graph_notrace": lambda: run_to_completion(GraphHandle(system, "set_graph_notrace", 0).read_steps()),
+            "max_graph_depth": lambda: f"{system.graph.max_depth}\n",
         }
         self._writers: dict[str, Callable[[bytes], Iterator[object]]] = {
             "current_tracer": self._write_current_tracer,
@@ -152,6 +159,7 @@ class Tracefs:
             "trace": self._write_trace,
             "buffer_size_kb": self._write_buffer_size_kb,
             "set_event": self._write_set_event,
+            "max_graph_depth": self._write_max_graph_depth,
         }
 
     @property
@@ -160,7 +168,7 @@ class Tracefs:
 
     @property
     def writable_files(self) -> list[str]:
-        return sorted(set(self._writers) | set(_FILTER_FILES))
+        return sorted(set(self._writers) | set(_FILTER_FILES) | set(GRAPH_FILES))
 
     # -- the file interface -------------------------------------------------------------------
     def open_steps(self, name: str, flags: int = O_RDONLY) -> Generator[object, None, object]:
@@ -170,6 +178,9 @@ class Tracefs:
         writing = (flags & 3) != O_RDONLY
         if writing and name not in WRITABLE_FILES:
             raise TracefsError(f"{name}: file is read-only", errno.EACCES)
+        if name in GRAPH_FILES:
+            yield from ()
+            return GraphHandle(self.system, name, flags)
         if name in _FILTER_FILES:
             ftrace = self.system.ftrace
             ftrace.touch_disabled()
@@ -337,6 +348,12 @@ class Tracefs:
                                errno.ENOMEM)
         self._touch(("trace",), write=True)
         self.system.buffer.resize(max(1, value * 1024 // ENTRY_BYTES))
+        yield from ()
+
+    def _write_max_graph_depth(self, data: bytes) -> Iterator[object]:
+        """graph_depth_write(): a decimal unsigned long, kept in an int (printed with %d)."""
+        value = kstrtoul("max_graph_depth", data) & 0xFFFFFFFF
+        self.system.graph.max_depth = value - (1 << 32) if value >> 31 else value
         yield from ()
 
     def _write_set_event(self, data: bytes) -> Generator[object, None, int]:

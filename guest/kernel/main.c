@@ -93,10 +93,11 @@ notrace void ftrace_ops_list_func(unsigned long ip, unsigned long parent_ip,
 
 /*
  * The function graph tracer's return stack, one per CPU (a task never leaves
- * its CPU here).  The host hooks prepare_ftrace_return and
+ * its CPU here).  The host hooks ftrace_graph_entry and
  * ftrace_return_to_handler to record entries and exits.
  */
 #define FTRACE_RETFUNC_DEPTH 50
+#define FTRACE_NOTRACE_DEPTH 65536
 
 struct ftrace_ret_stack {
 	unsigned long ret;
@@ -105,27 +106,55 @@ struct ftrace_ret_stack {
 
 struct ftrace_ret_stack ftrace_ret_stack[2][FTRACE_RETFUNC_DEPTH];
 int ftrace_curr_ret_stack[2] = { -1, -1 };
+/* trace_graph_entry()'s answer and ftrace_graph_notrace_addr()'s, per CPU:
+ * the host's hook on ftrace_graph_entry leaves them here.  (The kernel's
+ * entry callback takes struct ftrace_graph_ent {func, depth}; the caller's
+ * address is passed too, for the host's audit of traced calls.) */
+int ftrace_graph_verdict[2] = { 1, 1 };
+int ftrace_graph_notrace[2];
 
+notrace __attribute__((noinline)) int ftrace_graph_entry(unsigned long func, long depth,
+							unsigned long parent_ip)
+{
+	asm volatile("" : : "r"(func), "r"(depth), "r"(parent_ip) : "memory");
+	return *(volatile int *)&ftrace_graph_verdict[smp_processor_id() & 1];
+}
+
+/* As arch/x86/kernel/ftrace.c's: the entry callback decides with depth =
+ * curr_ret_stack + 1, then ftrace_push_return_trace(). */
 notrace void prepare_ftrace_return(unsigned long *parent, unsigned long self_addr)
 {
 	unsigned int cpu = smp_processor_id() & 1;
-	int index = ftrace_curr_ret_stack[cpu] + 1;
+	int index;
 
+	if (!ftrace_graph_entry(self_addr, ftrace_curr_ret_stack[cpu] + 1, *parent))
+		return;
+	index = ftrace_curr_ret_stack[cpu] + 1;
 	if (index >= FTRACE_RETFUNC_DEPTH)
-		return;		/* too deep: this call is not hooked */
+		return;		/* -EBUSY: this call is not hooked */
 	ftrace_ret_stack[cpu][index].ret = *parent;
 	ftrace_ret_stack[cpu][index].func = self_addr;
 	ftrace_curr_ret_stack[cpu] = index;
+	/* set_graph_notrace: nothing under this function is traced, until it returns */
+	if (*(volatile int *)&ftrace_graph_notrace[cpu])
+		ftrace_curr_ret_stack[cpu] -= FTRACE_NOTRACE_DEPTH;
 	*parent = (unsigned long)return_to_handler;
 }
 
+/* ftrace_pop_return_trace() and the index recovery of ftrace_return_to_handler(). */
 notrace unsigned long ftrace_return_to_handler(void)
 {
 	unsigned int cpu = smp_processor_id() & 1;
 	int index = ftrace_curr_ret_stack[cpu];
+	unsigned long ret;
 
-	ftrace_curr_ret_stack[cpu] = index - 1;
-	return ftrace_ret_stack[cpu][index].ret;
+	if (index < 0)
+		index += FTRACE_NOTRACE_DEPTH;	/* a notrace'd function returns */
+	ret = ftrace_ret_stack[cpu][index].ret;
+	ftrace_curr_ret_stack[cpu]--;
+	if (ftrace_curr_ret_stack[cpu] < -1)
+		ftrace_curr_ret_stack[cpu] += FTRACE_NOTRACE_DEPTH;
+	return ret;
 }
 
 /*
