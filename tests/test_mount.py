@@ -75,8 +75,9 @@ def busy(tmp_path):
 
 
 def test_the_listing_and_modes_are_tracefs(idle):
-    names = sorted(p.name for p in idle.iterdir())
+    names = sorted(str(p.relative_to(idle)) for p in idle.rglob("*") if p.is_file())
     assert names == sorted(FILE_MODES)
+    assert stat.S_IMODE((idle / "events").stat().st_mode) == 0o755
     for name in names:
         mode = (idle / name).stat().st_mode
         assert stat.S_ISREG(mode) and stat.S_IMODE(mode) == FILE_MODES[name], name

@@ -36,9 +36,9 @@ TRACERS = ("function_graph", "function", "nop")
 _UNDER_FTRACE_LOCK = ("set_ftrace_filter", "set_ftrace_notrace", "available_filter_functions", "enabled_functions")
 _FILTER_FILES = {"set_ftrace_filter": True, "set_ftrace_notrace": False}
 #: The files, for checking names before anything runs (scenario files, the CLI).
-WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "max_graph_depth", "set_event", "set_ftrace_filter",
+WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "events/enable", "max_graph_depth", "set_event", "set_ftrace_filter",
                   "set_ftrace_notrace", "set_graph_function", "set_graph_notrace", "trace", "tracing_on")
-READABLE_FILES = ("available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer",
+READABLE_FILES = ("available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer", "events/enable",
                   "max_graph_depth", "set_event", "set_graph_function", "set_graph_notrace",
                   "enabled_functions", "set_ftrace_filter", "set_ftrace_notrace", "trace", "trace_pipe", "tracing_on")
 #: Each file's mode, as tracer_init_tracefs() (kernel/trace/trace.c), ftrace_init_dyn_tracefs()
@@ -49,6 +49,7 @@ FILE_MODES = {
     "current_tracer": 0o644, "enabled_functions": 0o444, "set_event": 0o644, "set_ftrace_filter": 0o644,
     # 0444, though writable by root: as ftrace_init_dyn_tracefs() makes them in v4.4-v4.8
     "set_graph_function": 0o444, "set_graph_notrace": 0o444, "max_graph_depth": 0o644,
+    "events/enable": 0o644,
     "set_ftrace_notrace": 0o644, "trace": 0o644, "trace_pipe": 0o444, "tracing_on": 0o644,
 }
 #: Per-CPU buffers are held in host memory: keep them to a sane size.
@@ -152,6 +153,8 @@ class Tracefs:
             "set_graph_function": lambda: run_to_completion(GraphHandle(system, "set_graph_function", 0).read_steps()),
             "set_graph_notrace": lambda: run_to_completion(GraphHandle(system, "set_graph_notrace", 0).read_steps()),
             "max_graph_depth": lambda: f"{system.graph.max_depth}\n",
+            # system_enable_read(): the ftrace events count (they have a ->reg) and none is on
+            "events/enable": lambda: "0\n",
         }
         self._writers: dict[str, Callable[[bytes], Iterator[object]]] = {
             "current_tracer": self._write_current_tracer,
@@ -160,6 +163,7 @@ class Tracefs:
             "buffer_size_kb": self._write_buffer_size_kb,
             "set_event": self._write_set_event,
             "max_graph_depth": self._write_max_graph_depth,
+            "events/enable": self._write_events_enable,
         }
 
     @property
@@ -354,6 +358,20 @@ class Tracefs:
         """graph_depth_write(): a decimal unsigned long, kept in an int (printed with %d)."""
         value = kstrtoul("max_graph_depth", data) & 0xFFFFFFFF
         self.system.graph.max_depth = value - (1 << 32) if value >> 31 else value
+        yield from ()
+
+    def _write_events_enable(self, data: bytes) -> Iterator[object]:
+        """system_enable_write() (kernel/trace/trace_events.c, v4.8) on events/enable: 0 or 1,
+        then __ftrace_set_clr_event() over every event.  This kernel models only the ftrace
+        subsystem's events, which cannot be switched (TRACE_EVENT_FL_IGNORE_ENABLE); a real
+        v4.8 kernel has others (sched, irq, ...), so 0 ("all off") succeeds as it would
+        there, with nothing to switch off, and 1 is -EINVAL: nothing here can be enabled."""
+        value = kstrtoul("events/enable", data)
+        if value not in (0, 1):
+            raise TracefsError(f"events/enable: {value}: expected 0 or 1", errno.EINVAL)
+        if value == 1:
+            raise TracefsError("events/enable: no event of this kernel can be enabled (its only events are "
+                               "ftrace's own)", errno.EINVAL)
         yield from ()
 
     def _write_set_event(self, data: bytes) -> Generator[object, None, int]:
