@@ -206,3 +206,21 @@ def test_concurrent_writers_and_readers_from_several_processes(busy):
     assert done.returncode == 0 and done.stderr == ""
     assert sh("cat current_tracer", busy).stdout == "nop\n"
     assert sh("cat set_ftrace_filter", busy).stdout == "#### all functions enabled ####\n"
+
+
+def test_a_dead_ftrace_gives_enodev_through_the_mount():
+    """ftrace_regex_open() and ftrace_graph_open() return -ENODEV once ftrace is dead: the
+    mount passes the errno on (bash prints "No such device")."""
+    import mfusepy
+
+    from ftrace_core.system import boot
+    from ftrace_core.tracefs.live import Activity, LiveSystem
+    from ftrace_core.tracefs.mount import TracefsFuse
+
+    s = boot("fixed")
+    s.ftrace.ftrace_disabled = True
+    ops = TracefsFuse(LiveSystem(s, Activity(None)))  # not started: calls run here
+    for name in ("set_ftrace_filter", "set_graph_function"):
+        with pytest.raises(mfusepy.FuseOSError) as info:
+            ops.open(f"/{name}", os.O_WRONLY | os.O_TRUNC)
+        assert info.value.errno == errno.ENODEV

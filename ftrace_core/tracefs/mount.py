@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from ..errors import TracefsError
+from ..errors import FtraceError, TracefsError
 from . import O_APPEND, O_TRUNC, FILE_MODES
 from .live import LiveSystem
 
@@ -159,7 +159,7 @@ class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # typ
         """fn on the engine thread; a tracefs error becomes its errno, as the kernel returns."""
         try:
             return self.live.submit(fn)
-        except TracefsError as exc:
+        except FtraceError as exc:  # TracefsError, and FtraceDead's -ENODEV
             raise mfusepy.FuseOSError(exc.errno or errno.EINVAL) from None
 
 
