@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Callable, Iterable
 
-from .tracer import GraphEntry, RingBuffer, TraceEntry
+from .tracer import GraphEntry, PrintEntry, RingBuffer, TraceEntry
 
 IRQ_HEADER = (
     "#                              _-----=> irqs-off\n"
@@ -37,6 +37,8 @@ def format_entry(entry: TraceEntry, name_ip: Callable[[int], str]) -> str:
     event's output)."""
     secs, usecs = entry.ts // 1_000_000_000, (entry.ts % 1_000_000_000) // 1000
     head = f"{entry.comm:>16}-{entry.pid:<5d} [{entry.cpu:03d}] .... {secs:5d}.{usecs:06d}: "
+    if isinstance(entry, PrintEntry):  # trace_print_print(): the ip by name, then the text
+        return f"{head}tracing_mark_write: {entry.text}"
     line = head + name_ip(entry.ip)
     if entry.parent_ip:
         line += f" <-{name_ip(entry.parent_ip)}"
@@ -99,16 +101,25 @@ def format_graph(entries: list, name_ip: Callable[[int], str], nr_cpus: int, tra
         per_cpu.setdefault(e.cpu, []).append(e)
     for cpu, evs in per_cpu.items():
         i = 0
+        depth = 0  # of the innermost open function, for a comment's indentation
         while i < len(evs):
             e = evs[i]
-            indent = "  " * e.depth
             prefix = f" {cpu:>{width}}) "
+            if isinstance(e, PrintEntry):  # print_graph_comment(): `/* text */` at the depth
+                pad = " " * ((depth + 1) * 2) if depth > 0 else ""
+                lines.append((e.ts, cpu, f"{prefix}{' ' * 14}|  {pad}/* {e.text.rstrip(chr(10))} */"))
+                i += 1
+                continue
+            indent = "  " * e.depth
             nxt = evs[i + 1] if i + 1 < len(evs) else None
+            if isinstance(e, GraphEntry):
+                depth = e.depth if e.exit else e.depth + 1
             if not isinstance(e, GraphEntry):
                 i += 1  # a function-tracer event left from before: not part of the graph
                 continue
             elif not e.exit and nxt is not None and nxt.exit and nxt.func == e.func and nxt.depth == e.depth:
                 text = f"{prefix}{graph_duration(nxt.duration)}|  {indent}{name_ip(e.func)}();"
+                depth = e.depth  # a leaf opens nothing
                 i += 2
             elif not e.exit:
                 text = f"{prefix}{' ' * 14}|  {indent}{name_ip(e.func)}() {{"
@@ -130,6 +141,8 @@ Describe = Callable[[int], "tuple[str, str | None]"]  # ip -> (symbol, module or
 def entry_record(e, describe: Describe) -> dict:
     """One event as a JSON object: ts (virtual ns), cpu, task, pid, ip, symbol, parent_ip,
     parent_symbol, module; function_graph events add type (entry/exit), depth, duration_ns."""
+    if isinstance(e, PrintEntry):
+        return {"type": "print", "ts": e.ts, "cpu": e.cpu, "task": e.comm, "pid": e.pid, "text": e.text}
     symbol, module = describe(e.ip)
     parent_symbol, _ = describe(e.parent_ip) if e.parent_ip else (None, None)
     rec = {"ts": e.ts, "cpu": e.cpu, "task": e.comm, "pid": e.pid, "ip": f"{e.ip:#x}", "symbol": symbol,
@@ -160,6 +173,10 @@ def format_chrome(entries: Iterable, describe: Describe, nr_cpus: int) -> str:
     open_stacks: dict[int, list[str]] = {}
     last_ts: dict[int, float] = {}
     for e in entries:
+        if isinstance(e, PrintEntry):
+            events.append({"ph": "i", "s": "t", "name": e.text.rstrip("\n"), "cat": "print", "pid": 1,
+                           "tid": e.cpu, "ts": e.ts / 1000.0, "args": {"task": f"{e.comm}-{e.pid}"}})
+            continue
         symbol, module = describe(e.ip)
         name = f"{symbol} [{module}]" if module else symbol
         ts = e.ts / 1000.0  # the format's unit is microseconds

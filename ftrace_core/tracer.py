@@ -52,6 +52,20 @@ class TraceEntry:
     parent_ip: int
 
 
+@dataclass(frozen=True, slots=True)
+class PrintEntry:
+    """A print event (struct print_entry): what was written to trace_marker, as
+    tracing_mark_write() records it (the text ends in a newline; one is added if missing)."""
+
+    ts: int
+    cpu: int
+    comm: str
+    pid: int
+    text: str
+    ip: int = 0  # _THIS_IP_ of tracing_mark_write(): printed by name
+    parent_ip: int = 0
+
+
 class RingBuffer:
     """Per-CPU buffers of bounded size; the oldest entries go when one is full."""
 
@@ -64,6 +78,8 @@ class RingBuffer:
         self.overrun = [0] * nr_cpus  # entries overwritten (lost), per CPU
         self.unreported = [0] * nr_cpus  # lost since trace_pipe last said so
         self.sources: list = []  # recorders with events still to pull in (GuestRecorder)
+        # tracing_cpumask: the CPUs whose buffers take events (ring_buffer_record_disable_cpu)
+        self.recording_cpus = set(range(nr_cpus))
 
     def pull(self) -> None:
         for source in self.sources:
@@ -75,7 +91,15 @@ class RingBuffer:
         self.overrun[cpu] += count
         self.unreported[cpu] += count
 
+    def set_recording_cpus(self, cpus: set[int]) -> None:
+        """tracing_cpumask_write(): what was recorded so far is kept; from now on a CPU
+        outside the set writes nothing."""
+        self.pull()
+        self.recording_cpus = set(cpus)
+
     def record(self, entry: "TraceEntry | GraphEntry") -> None:
+        if entry.cpu not in self.recording_cpus:
+            return  # the CPU's buffer has recording disabled: the event is not written
         buf = self.cpus[entry.cpu]
         if len(buf) == buf.maxlen:  # overwrite mode: the oldest entry goes
             self.overrun[entry.cpu] += 1

@@ -23,7 +23,7 @@ from ..flags import (
 )
 from ..hash import FtraceHash
 from ..output import GRAPH_HEADER, format_entries, format_graph, format_lost, format_trace
-from ..tracer import ENTRY_BYTES
+from ..tracer import ENTRY_BYTES, PrintEntry, trace_comm
 from .graph import GRAPH_FILES, GraphHandle
 from .parser import TraceParser
 from .regex import O_APPEND, O_TRUNC, RegexHandle
@@ -36,10 +36,11 @@ TRACERS = ("function_graph", "function", "nop")
 _UNDER_FTRACE_LOCK = ("set_ftrace_filter", "set_ftrace_notrace", "available_filter_functions", "enabled_functions")
 _FILTER_FILES = {"set_ftrace_filter": True, "set_ftrace_notrace": False}
 #: The files, for checking names before anything runs (scenario files, the CLI).
-WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "events/enable", "max_graph_depth", "set_event", "set_ftrace_filter",
+WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "events/enable", "max_graph_depth", "trace_marker", "tracing_cpumask", "set_event", "set_ftrace_filter",
                   "set_ftrace_notrace", "set_graph_function", "set_graph_notrace", "trace", "tracing_on")
-READABLE_FILES = ("available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer", "events/enable",
-                  "max_graph_depth", "set_event", "set_graph_function", "set_graph_notrace",
+READABLE_FILES = ("README", "available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer", "events/enable",
+                  "max_graph_depth", "set_event", "set_graph_function", "set_graph_notrace", "trace_marker",
+                  "tracing_cpumask",
                   "enabled_functions", "set_ftrace_filter", "set_ftrace_notrace", "trace", "trace_pipe", "tracing_on")
 #: Each file's mode, as tracer_init_tracefs() (kernel/trace/trace.c), ftrace_init_dyn_tracefs()
 #: (kernel/trace/ftrace.c) and create_event_toplevel_files() (kernel/trace/trace_events.c)
@@ -49,7 +50,7 @@ FILE_MODES = {
     "current_tracer": 0o644, "enabled_functions": 0o444, "set_event": 0o644, "set_ftrace_filter": 0o644,
     # 0444, though writable by root: as ftrace_init_dyn_tracefs() makes them in v4.4-v4.8
     "set_graph_function": 0o444, "set_graph_notrace": 0o444, "max_graph_depth": 0o644,
-    "events/enable": 0o644,
+    "events/enable": 0o644, "trace_marker": 0o220, "tracing_cpumask": 0o644, "README": 0o444,
     "set_ftrace_notrace": 0o644, "trace": 0o644, "trace_pipe": 0o444, "tracing_on": 0o644,
 }
 #: Per-CPU buffers are held in host memory: keep them to a sane size.
@@ -155,6 +156,10 @@ class Tracefs:
             "max_graph_depth": lambda: f"{system.graph.max_depth}\n",
             # system_enable_read(): the ftrace events count (they have a ->reg) and none is on
             "events/enable": lambda: "0\n",
+            "trace_marker": self._read_trace_marker,
+            "README": self._readme,
+            # tracing_cpumask_read(): "%*pb", the mask's nr_cpu_ids bits in hex
+            "tracing_cpumask": lambda: f"{sum(1 << c for c in system.buffer.recording_cpus):x}\n",
         }
         self._writers: dict[str, Callable[[bytes], Iterator[object]]] = {
             "current_tracer": self._write_current_tracer,
@@ -164,6 +169,8 @@ class Tracefs:
             "set_event": self._write_set_event,
             "max_graph_depth": self._write_max_graph_depth,
             "events/enable": self._write_events_enable,
+            "trace_marker": self._write_trace_marker,
+            "tracing_cpumask": self._write_tracing_cpumask,
         }
 
     @property
@@ -359,6 +366,54 @@ class Tracefs:
         value = kstrtoul("max_graph_depth", data) & 0xFFFFFFFF
         self.system.graph.max_depth = value - (1 << 32) if value >> 31 else value
         yield from ()
+
+    def _write_tracing_cpumask(self, data: bytes) -> Iterator[object]:
+        """tracing_cpumask_write(): cpumask_parse_user() (bitmap_parse: comma-separated
+        32-bit hex chunks, -EINVAL for anything else, -EOVERFLOW past NR_CPUS, 64 in
+        x86_64's defconfig), then recording is switched off on each CPU leaving the mask
+        and on for each CPU joining it."""
+        text = data.decode("latin-1").rstrip("\n\t ")
+        value = 0
+        for chunk in text.split(",") if text else []:
+            if not chunk or len(chunk) > 8 or any(c not in "0123456789abcdefABCDEF" for c in chunk):
+                raise TracefsError(f"tracing_cpumask: {text!r} is not a hex CPU mask", errno.EINVAL)
+            value = (value << 32) | int(chunk, 16)
+        if value >> 64:
+            raise TracefsError(f"tracing_cpumask: {text!r} names CPUs past NR_CPUS (64)", errno.EOVERFLOW)
+        self._touch(("trace",), write=True)
+        self.system.buffer.set_recording_cpus({c for c in range(len(self.system.kernel.cpus)) if value >> c & 1})
+        yield from ()
+
+    def _readme(self) -> str:
+        """README: the kernel's is a mini-HOWTO of its files (tools such as ftracetest grep it
+        for the features a kernel has); this one, in this project's words, names the files
+        this tracefs serves, one a line, so the same greps find exactly those."""
+        lines = ["tracing mini-HOWTO (ftrace-emu): the files of this tracefs", ""]
+        lines += [f"  {name}" for name in self.files if name != "README"]
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _read_trace_marker() -> str:
+        # tracing_mark_fops has no .read: the VFS answers -EINVAL
+        raise TracefsError("trace_marker: not readable", errno.EINVAL)
+
+    def _write_trace_marker(self, data: bytes) -> Generator[object, None, int]:
+        """tracing_mark_write() (kernel/trace/trace.c, v4.4-v4.8): at most TRACE_BUF_SIZE
+        (1024) bytes a write become one print event of the writer's CPU, a newline added
+        when missing; with the ring buffer off the write fails with -EBADF."""
+        data = data[:1024]
+        s = self.system
+        self._touch(("trace",), write=True)
+        if not s.tracer.tracing_on:
+            raise TracefsError("trace_marker: the ring buffer is off (tracing_on is 0)", errno.EBADF)
+        cpu = s.kernel.cpus[s.kernel.current_cpu]
+        text = data.decode("utf-8", "replace")
+        if not text.endswith("\n"):
+            text += "\n"
+        s.buffer.pull()  # the guest recorder's events so far come first
+        s.buffer.record(PrintEntry(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, text))
+        yield from ()
+        return len(data)
 
     def _write_events_enable(self, data: bytes) -> Iterator[object]:
         """system_enable_write() (kernel/trace/trace_events.c, v4.8) on events/enable: 0 or 1,
