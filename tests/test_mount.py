@@ -47,31 +47,27 @@ def sh(command: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=30)
 
 
-class Mounted:
-    def __init__(self, path: Path, *args: str):
-        self.path = path
-        _cli("mount", str(path), *args)
-
-    def umount(self) -> None:
-        if os.path.ismount(self.path):
-            _cli("umount", str(self.path))
+def mounted(tmp_path: Path, *args: str):
+    """A fresh system's tracefs mounted at tmp_path/tracing for one test (a fixture's body)."""
+    path = tmp_path / "tracing"
+    path.mkdir()
+    _cli("mount", str(path), *args)
+    try:
+        yield path
+    finally:
+        if os.path.ismount(path):
+            _cli("umount", str(path))
 
 
 @pytest.fixture
 def idle(tmp_path):
     """A mount whose CPUs run nothing: its trace changes only when told to."""
-    (tmp_path / "tracing").mkdir()
-    m = Mounted(tmp_path / "tracing", "--activity", "none")
-    yield m.path
-    m.umount()
+    yield from mounted(tmp_path, "--activity", "none")
 
 
 @pytest.fixture
 def busy(tmp_path):
-    (tmp_path / "tracing").mkdir()
-    m = Mounted(tmp_path / "tracing", "--activity", "call workload_getpid")
-    yield m.path
-    m.umount()
+    yield from mounted(tmp_path, "--activity", "call workload_getpid")
 
 
 def test_the_listing_and_modes_are_tracefs(idle):

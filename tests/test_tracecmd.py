@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_mount import _MISSING, Mounted, sh
+from test_mount import _MISSING, mounted, sh
 
 _NO_TRACE_CMD = None if shutil.which("trace-cmd") else "no trace-cmd (apt-get install trace-cmd)"
 if _NO_TRACE_CMD and os.environ.get("CI") == "true":
@@ -26,35 +26,32 @@ def trace_cmd(mount: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def mounted(tmp_path):
-    (tmp_path / "tracing").mkdir()
-    m = Mounted(tmp_path / "tracing", "--activity", "call workload_fs_roundtrip 4")
-    yield m.path
-    m.umount()
+def fs_busy(tmp_path):
+    yield from mounted(tmp_path, "--activity", "call workload_fs_roundtrip 4")
 
 
-def test_list_shows_the_emulated_kernels_tracers_and_functions(mounted):
-    assert trace_cmd(mounted, "list", "-t").stdout.split() == sh("cat available_tracers", mounted).stdout.split()
-    listed = trace_cmd(mounted, "list", "-f").stdout.split()
-    assert listed and listed == sh("cat available_filter_functions", mounted).stdout.split()
+def test_list_shows_the_emulated_kernels_tracers_and_functions(fs_busy):
+    assert trace_cmd(fs_busy, "list", "-t").stdout.split() == sh("cat available_tracers", fs_busy).stdout.split()
+    listed = trace_cmd(fs_busy, "list", "-f").stdout.split()
+    assert listed and listed == sh("cat available_filter_functions", fs_busy).stdout.split()
 
 
-def test_start_show_stop_drive_the_emulated_kernel(mounted):
+def test_start_show_stop_drive_the_emulated_kernel(fs_busy):
     sysctl = Path("/proc/sys/kernel/ftrace_enabled")
     host_before = sysctl.read_text() if sysctl.exists() else None
-    done = trace_cmd(mounted, "start", "-p", "function", "-l", "vfs_*")
+    done = trace_cmd(fs_busy, "start", "-p", "function", "-l", "vfs_*")
     assert done.returncode == 0, done.stderr
-    assert sh("cat current_tracer", mounted).stdout == "function\n"
-    chosen = sh("cat set_ftrace_filter", mounted).stdout.split()
-    assert chosen == [f for f in sh("cat available_filter_functions", mounted).stdout.split() if f.startswith("vfs_")]
+    assert sh("cat current_tracer", fs_busy).stdout == "function\n"
+    chosen = sh("cat set_ftrace_filter", fs_busy).stdout.split()
+    assert chosen == [f for f in sh("cat available_filter_functions", fs_busy).stdout.split() if f.startswith("vfs_")]
     assert "vfs_write" in chosen
     deadline = time.monotonic() + 20
-    while "vfs_write <-ksys_write" not in (shown := trace_cmd(mounted, "show").stdout):
+    while "vfs_write <-ksys_write" not in (shown := trace_cmd(fs_busy, "show").stdout):
         assert time.monotonic() < deadline, shown
         time.sleep(0.2)
     assert shown.startswith("# tracer: function\n")
-    assert trace_cmd(mounted, "stop").returncode == 0
-    assert sh("cat tracing_on", mounted).stdout == "0\n"
+    assert trace_cmd(fs_busy, "stop").returncode == 0
+    assert sh("cat tracing_on", fs_busy).stdout == "0\n"
     # trace-cmd wrote "1" to ftrace_enabled: into its own namespace's scratch file
     assert (sysctl.read_text() if sysctl.exists() else None) == host_before
 
@@ -65,17 +62,17 @@ def test_trace_cmd_without_a_mount_gets_a_fresh_system():
     assert done.returncode == 0 and done.stdout.split() == ["function_graph", "function", "nop"]
 
 
-def test_an_unknown_trace_cmd_command_exits_non_zero(mounted):
-    assert trace_cmd(mounted, "no-such-command").returncode != 0
+def test_an_unknown_trace_cmd_command_exits_non_zero(fs_busy):
+    assert trace_cmd(fs_busy, "no-such-command").returncode != 0
 
 
-def test_start_function_graph_with_graph_filters(mounted):
-    done = trace_cmd(mounted, "start", "-p", "function_graph", "-g", "vfs_write", "-n", "kmalloc")
+def test_start_function_graph_with_graph_filters(fs_busy):
+    done = trace_cmd(fs_busy, "start", "-p", "function_graph", "-g", "vfs_write", "-n", "kmalloc")
     assert done.returncode == 0, done.stderr
-    assert sh("cat current_tracer set_graph_function set_graph_notrace", mounted).stdout == \
+    assert sh("cat current_tracer set_graph_function set_graph_notrace", fs_busy).stdout == \
         "function_graph\nvfs_write\nkmalloc\n"
     deadline = time.monotonic() + 20
-    while "vfs_write() {" not in (shown := trace_cmd(mounted, "show").stdout):
+    while "vfs_write() {" not in (shown := trace_cmd(fs_busy, "show").stdout):
         assert time.monotonic() < deadline, shown
         time.sleep(0.2)
     graph = [line for line in shown.splitlines() if not line.startswith("#")]
