@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 #: Virtual nanoseconds an instruction takes: a 1 GHz CPU retiring one instruction a cycle.
 NS_PER_INSN = 1
-EMULATED_MHZ = 1000 // NS_PER_INSN
 
 _NO_LIMIT = (1 << 64) - 1
 _DECODE = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32)
@@ -41,14 +40,13 @@ def _library() -> ctypes.CDLL:
         vp = ctypes.c_void_p
         lib.icount_new.restype = vp
         lib.icount_new.argtypes = (_DECODE, vp, ctypes.c_uint32)
-        for name, args in (("icount_free", (vp,)), ("icount_flush", (vp,)),
+        for name, args in (("icount_free", (vp,)),
                            ("icount_start", (vp, vp, ctypes.c_uint64)),
                            ("icount_forget", (vp, ctypes.c_uint64, ctypes.c_uint64)), ("icount_settle", (vp, ctypes.c_uint64))):
             getattr(lib, name).restype = None
             getattr(lib, name).argtypes = args
-        for name in ("icount_blocks", "icount_misses", "icount_ran"):
-            getattr(lib, name).restype = ctypes.c_uint64
-            getattr(lib, name).argtypes = (vp,)
+        lib.icount_ran.restype = ctypes.c_uint64
+        lib.icount_ran.argtypes = (vp,)
         lib.icount_stopped.restype = ctypes.c_int
         lib.icount_stopped.argtypes = (vp,)
         lib._typed = True
@@ -141,11 +139,7 @@ class InstructionClock:
     def uncount(self, start: int, end: int) -> None:
         """Run [start, end) without moving the clock (see the class's docstring)."""
         self.uncounted.append((start, end))
-        self.flush()
-
-    def flush(self) -> None:
-        """Forget every block's count."""
-        self._lib.icount_flush(self._state)
+        self._lib.icount_forget(self._state, start, end)  # counted before: decode them again
 
     def forget(self, start: int, end: int) -> None:
         """Forget the counts of blocks in [start, end): other code may be there now."""
@@ -179,7 +173,3 @@ class InstructionClock:
     def reached_limit(self) -> bool:
         """The last run was stopped for reaching its limit."""
         return bool(self._lib.icount_stopped(self._state))
-
-    @property
-    def stats(self) -> dict[str, int]:
-        return {"blocks": self._lib.icount_blocks(self._state), "decoded": self._lib.icount_misses(self._state)}

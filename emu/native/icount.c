@@ -40,8 +40,6 @@ struct icount {
 	int stopped;		/* the run was stopped for reaching its limit */
 	uint64_t last_addr;	/* the block counted last, for icount_settle() */
 	uint32_t last_size;
-	uint64_t blocks;	/* blocks counted, all CPUs */
-	uint64_t misses;	/* blocks decoded by the host */
 };
 
 static uint64_t hash(uint64_t addr, uint32_t size)
@@ -76,7 +74,7 @@ void icount_free(struct icount *ic)
 	}
 }
 
-void icount_flush(struct icount *ic)
+static void icount_flush(struct icount *ic)
 {
 	ic->gen++;
 	ic->used = 0;
@@ -99,8 +97,6 @@ void icount_start(struct icount *ic, uint64_t *clock, uint64_t limit)
 uint64_t icount_ran(struct icount *ic) { return ic->ran; }
 int icount_stopped(struct icount *ic) { return ic->stopped; }
 
-uint64_t icount_blocks(struct icount *ic) { return ic->blocks; }
-uint64_t icount_misses(struct icount *ic) { return ic->misses; }
 
 /*
  * Rehash into a table of `factor` times the size, keeping the valid entries outside
@@ -149,7 +145,6 @@ static uint32_t lookup(struct icount *ic, uint64_t addr, uint32_t size)
 	for (j = hash(addr, size) & ic->mask; ic->slots[j].gen == ic->gen; j = (j + 1) & ic->mask)
 		if (ic->slots[j].addr == addr && ic->slots[j].size == size)
 			return ic->slots[j].insns;
-	ic->misses++;
 	ic->slots[j].addr = addr;
 	ic->slots[j].size = size;
 	ic->slots[j].insns = ic->decode(addr, size);
@@ -170,7 +165,6 @@ void icount_block(void *uc, uint64_t addr, uint32_t size, void *user_data)
 
 	uint32_t insns;
 
-	ic->blocks++;
 	if (!ic->clock)
 		return;
 	ic->last_addr = addr;

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from ..errors import FtraceError, TracefsError
-from . import O_APPEND, O_TRUNC, FILE_MODES
+from . import FILE_MODES
 from .live import LiveSystem
 
 try:  # mfusepy finds libfuse when imported
@@ -52,6 +52,7 @@ class _Open:
     def __init__(self, name: str, handle: Any, flags: int):
         self.name, self.handle, self.flags = name, handle, flags
         self.pending = b""
+        self.data: bytes | None = None  # the file as this open shows it (seq_file), encoded once
 
 
 class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # type: ignore[misc]
@@ -125,9 +126,9 @@ class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # typ
         f = self._open[fh]
         if f.name == "trace_pipe":
             return self._read_pipe(f, size)
-        text = self._call(lambda s: f.handle.read())
-        data = text.encode()
-        return data[offset:offset + size]
+        if f.data is None:
+            f.data = self._call(lambda s: f.handle.read()).encode()
+        return f.data[offset:offset + size]
 
     def _read_pipe(self, f: _Open, size: int) -> bytes:
         """tracing_read_pipe(): wait for events unless O_NONBLOCK; each read consumes."""
@@ -178,6 +179,3 @@ def serve(live: LiveSystem, mountpoint: str, on_ready=None) -> None:
     finally:
         control.close()
         live.stop()
-
-
-__all__ = ["O_APPEND", "O_TRUNC", "TracefsFuse", "require_fuse", "serve"]
