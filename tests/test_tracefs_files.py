@@ -1,5 +1,6 @@
-"""trace_marker, as tracing_mark_write() (kernel/trace/trace.c, v4.4-v4.8) writes print
-events and trace_print_print() / print_graph_comment() print them."""
+"""The smaller tracefs files: trace_marker (tracing_mark_write(), kernel/trace/trace.c, v4.4-v4.8,
+printed by trace_print_print() / print_graph_comment()), tracing_cpumask, set_event and
+events/enable (kernel/trace/trace_events.c, v4.8), and README."""
 
 from __future__ import annotations
 
@@ -87,3 +88,28 @@ def test_readme_names_the_files_this_tracefs_serves():
     s = boot("fixed")
     listed = [line.strip() for line in s.tracefs.read("README").splitlines()[2:]]
     assert listed == [name for name in s.tracefs.files if name != "README"]
+
+
+def test_set_event_takes_no_event_name_as_ftrace_event_write():
+    """ftrace_event_write() (kernel/trace/trace_events.c, v4.8): one token a write; the only
+    events are ftrace's own (TRACE_EVENT_FL_IGNORE_ENABLE), so any name is -EINVAL and the
+    file reads empty; a write of blanks (echo > set_event) is fine."""
+    s = boot("fixed")
+    assert s.tracefs.read("set_event") == ""
+    s.tracefs.write("set_event", "")
+    for name in ("sched:sched_switch", "ftrace:function", "!sched"):
+        with pytest.raises(TracefsError) as info:
+            s.tracefs.write("set_event", name)
+        assert info.value.errno == errno.EINVAL
+
+
+def test_events_enable_as_system_enable_write():
+    """system_enable_write() (kernel/trace/trace_events.c, v4.8): 0 or 1, else -EINVAL;
+    reading shows 0 (no event is on)."""
+    s = boot("fixed")
+    assert s.tracefs.read("events/enable") == "0\n"
+    s.tracefs.write("events/enable", "0")
+    for value, err in (("1", errno.EINVAL), ("2", errno.EINVAL), ("x", errno.EINVAL)):
+        with pytest.raises(TracefsError) as info:
+            s.tracefs.write("events/enable", value)
+        assert info.value.errno == err
