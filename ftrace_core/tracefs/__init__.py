@@ -12,6 +12,7 @@ token, as trace_get_user does), then the release, whether a write failed or not.
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Generator, Iterator
 
 from emu.sched import Lock, run_to_completion
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 TRACERS = ("function_graph", "function", "nop")
-_UNDER_FTRACE_LOCK = ("set_ftrace_filter", "set_ftrace_notrace", "available_filter_functions", "enabled_functions")
 _FILTER_FILES = {"set_ftrace_filter": True, "set_ftrace_notrace": False}
 #: The files, for checking names before anything runs (scenario files, the CLI).
 WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "events/enable", "max_graph_depth", "trace_marker", "tracing_cpumask", "set_event", "set_ftrace_filter",
@@ -95,8 +95,7 @@ class SimpleHandle(_SeqRead):
         self.tracefs, self.name, self.flags = tracefs, name, flags
 
     def write_steps(self, data: bytes) -> Generator[object, None, int]:
-        writer = self.tracefs._writers[self.name]
-        taken = yield from writer(data)
+        taken = yield from self.tracefs._files[self.name].write(data)
         return len(data) if taken is None else taken  # a tokenizing writer says how much it took
 
     def release_steps(self) -> Generator[object, None, None]:
@@ -134,71 +133,99 @@ class OpenFile:
         run_to_completion(self.handle.release_steps())
 
 
+@dataclass(frozen=True)
+class TracefsFile:
+    """One file of the tree: its mode (as the tree creates it), what a read shows, what a
+    write does (a generator step; it may return how many bytes it took), an opener for files
+    with an open/release model of their own, and the lock its reads take."""
+
+    mode: int
+    read: Callable[[], str]
+    write: Callable[[bytes], Iterator[object]] | None = None
+    opener: Callable[[str, int], object] | None = None
+    lock: str | None = None  # "ftrace_lock" or "trace_types_lock"
+
+
 class Tracefs:
+    """The tree: files by path ("events/enable"), each a TracefsFile; the tracefs pieces
+    (options, trace_clock, ...) add theirs with add()."""
+
     def __init__(self, system: "System"):
         self.system = system
         self.current_tracer = "nop"
         self.trace_types_lock = Lock("trace_types_lock")
-        self._readers: dict[str, Callable[[], str]] = {
-            "current_tracer": lambda: self.current_tracer + "\n",
-            "available_tracers": lambda: " ".join(TRACERS) + "\n",
-            "tracing_on": lambda: ("1" if system.tracer.tracing_on else "0") + "\n",
-            "set_ftrace_filter": lambda: self._read_hash(system.global_ops.filter_hash, notrace=False),
-            "set_ftrace_notrace": lambda: self._read_hash(system.global_ops.notrace_hash, notrace=True),
-            "available_filter_functions": self._available_filter_functions,
-            "enabled_functions": self._enabled_functions,
-            "trace": self._trace,
-            "trace_pipe": self._trace_pipe,
-            "buffer_size_kb": self._buffer_size_kb,
-            "set_event": lambda: "",  # no event is enabled: none can be (_write_set_event)
-            "set_graph_function": lambda: run_to_completion(GraphHandle(system, "set_graph_function", 0).read_steps()),
-            "set_graph_notrace": lambda: run_to_completion(GraphHandle(system, "set_graph_notrace", 0).read_steps()),
-            "max_graph_depth": lambda: f"{system.graph.max_depth}\n",
-            # system_enable_read(): the ftrace events count (they have a ->reg) and none is on
-            "events/enable": lambda: "0\n",
-            "trace_marker": self._read_trace_marker,
-            "README": self._readme,
-            # tracing_cpumask_read(): "%*pb", the mask's nr_cpu_ids bits in hex
-            "tracing_cpumask": lambda: f"{sum(1 << c for c in system.buffer.recording_cpus):x}\n",
-        }
-        self._writers: dict[str, Callable[[bytes], Iterator[object]]] = {
-            "current_tracer": self._write_current_tracer,
-            "tracing_on": self._write_tracing_on,
-            "trace": self._write_trace,
-            "buffer_size_kb": self._write_buffer_size_kb,
-            "set_event": self._write_set_event,
-            "max_graph_depth": self._write_max_graph_depth,
-            "events/enable": self._write_events_enable,
-            "trace_marker": self._write_trace_marker,
-            "tracing_cpumask": self._write_tracing_cpumask,
-        }
+        self._files: dict[str, TracefsFile] = {}
+        add = self.add
+        add("current_tracer", lambda: self.current_tracer + "\n", self._write_current_tracer, lock="trace_types_lock")
+        add("available_tracers", lambda: " ".join(TRACERS) + "\n")
+        add("tracing_on", lambda: ("1" if system.tracer.tracing_on else "0") + "\n", self._write_tracing_on)
+        for name, enable in _FILTER_FILES.items():
+            hash_ = "filter_hash" if enable else "notrace_hash"
+            add(name, lambda h=hash_, n=not enable: self._read_hash(getattr(system.global_ops, h), notrace=n),
+                opener=self._open_filter, lock="ftrace_lock")
+        add("available_filter_functions", self._available_filter_functions, lock="ftrace_lock")
+        add("enabled_functions", self._enabled_functions, lock="ftrace_lock")
+        add("trace", self._trace, self._write_trace, opener=self._open_trace)
+        add("trace_pipe", self._trace_pipe)
+        add("buffer_size_kb", self._buffer_size_kb, self._write_buffer_size_kb)
+        add("set_event", lambda: "", self._write_set_event)  # no event is enabled: none can be
+        for name in GRAPH_FILES:
+            add(name, lambda n=name: run_to_completion(GraphHandle(system, n, 0).read_steps()),
+                opener=self._open_graph)
+        add("max_graph_depth", lambda: f"{system.graph.max_depth}\n", self._write_max_graph_depth)
+        # system_enable_read(): the ftrace events count (they have a ->reg) and none is on
+        add("events/enable", lambda: "0\n", self._write_events_enable)
+        add("trace_marker", self._read_trace_marker, self._write_trace_marker)
+        add("README", self._readme)
+        # tracing_cpumask_read(): "%*pb", the mask's nr_cpu_ids bits in hex
+        add("tracing_cpumask", lambda: f"{sum(1 << c for c in system.buffer.recording_cpus):x}\n",
+            self._write_tracing_cpumask)
+
+    def add(self, name: str, read: Callable[[], str], write: Callable[[bytes], Iterator[object]] | None = None,
+            opener: Callable[[str, int], object] | None = None, lock: str | None = None) -> None:
+        """A file at name, with the mode its tree gives it (FILE_MODES)."""
+        self._files[name] = TracefsFile(FILE_MODES[name], read, write, opener, lock)
+
+    @property
+    def modes(self) -> dict[str, int]:
+        """Each file's mode, by path: the tree as the mount shows it."""
+        return {name: f.mode for name, f in self._files.items()}
 
     @property
     def files(self) -> list[str]:
-        return sorted(self._readers)
+        return sorted(self._files)
 
     @property
     def writable_files(self) -> list[str]:
-        return sorted(set(self._writers) | set(_FILTER_FILES) | set(GRAPH_FILES))
+        return sorted(name for name, f in self._files.items() if f.write or f.opener)
 
     # -- the file interface -------------------------------------------------------------------
     def open_steps(self, name: str, flags: int = O_RDONLY) -> Generator[object, None, object]:
         """open(2) on a tracefs file: a handle, or TracefsError with the kernel's errno."""
-        if name not in self._readers:
+        file = self._files.get(name)
+        if file is None:
             raise TracefsError(f"{name}: no such tracefs file (have: {', '.join(self.files)})", errno.ENOENT)
         writing = (flags & 3) != O_RDONLY
-        if writing and name not in WRITABLE_FILES:
+        if writing and not (file.write or file.opener):
             raise TracefsError(f"{name}: file is read-only", errno.EACCES)
-        if name in GRAPH_FILES:
-            yield from ()
-            return GraphHandle(self.system, name, flags)
-        if name in _FILTER_FILES:
-            ftrace = self.system.ftrace
-            ftrace.touch_disabled()
-            if ftrace.ftrace_disabled:  # ftrace_regex_open(): -ENODEV once ftrace is dead
-                raise FtraceDead(name)
-            return FilterHandle(self, name, flags)
-        if name == "trace" and writing and flags & O_TRUNC:
+        if file.opener is not None:
+            return (yield from file.opener(name, flags))
+        return SimpleHandle(self, name, flags)
+
+    def _open_filter(self, name: str, flags: int) -> Generator[object, None, object]:
+        ftrace = self.system.ftrace
+        ftrace.touch_disabled()
+        if ftrace.ftrace_disabled:  # ftrace_regex_open(): -ENODEV once ftrace is dead
+            raise FtraceDead(name)
+        yield from ()
+        return FilterHandle(self, name, flags)
+
+    def _open_graph(self, name: str, flags: int) -> Generator[object, None, object]:
+        yield from ()
+        return GraphHandle(self.system, name, flags)
+
+    def _open_trace(self, name: str, flags: int) -> Generator[object, None, object]:
+        if (flags & 3) != O_RDONLY and flags & O_TRUNC:
             # tracing_open(): opening `trace` for writing with O_TRUNC empties the buffers.
             self._touch(("trace",), write=True)
             self.system.buffer.reset()
@@ -244,20 +271,15 @@ class Tracefs:
     def _read_now(self, name: str) -> Generator[object, None, str]:
         """A file's text now: files showing ftrace's records and hashes are read under
         ftrace_lock, as the kernel's seq_file iterators take it."""
-        reader = self._readers[name]
-        if name in _UNDER_FTRACE_LOCK:
-            lock = self.system.ftrace.ftrace_lock
+        file = self._files[name]
+        reader = file.read
+        if file.lock is not None:
+            lock = self.system.ftrace.ftrace_lock if file.lock == "ftrace_lock" else self.trace_types_lock
             yield from lock.acquire()
             try:
                 return reader()
             finally:
                 lock.release()
-        if name == "current_tracer":
-            yield from self.trace_types_lock.acquire()
-            try:
-                return reader()
-            finally:
-                self.trace_types_lock.release()
         self._touch(("trace",), write=name == "trace_pipe")
         self.system.ftrace.touch_disabled()
         return reader()

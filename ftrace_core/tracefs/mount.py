@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 from ..errors import FtraceError, TracefsError
-from . import FILE_MODES
 from .live import LiveSystem
 
 try:  # mfusepy finds libfuse when imported
@@ -74,29 +73,29 @@ class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # typ
     # -- the tree ---------------------------------------------------------------------------
     def _name(self, path: str) -> str:
         name = path.lstrip("/")
-        if name not in FILE_MODES:
+        if name not in self.tracefs.modes:
             raise mfusepy.FuseOSError(errno.ENOENT)
         return name
 
-    @staticmethod
-    def _children(directory: str) -> list[str]:
+    def _children(self, directory: str) -> list[str]:
         """The names in a directory ('' is the top): files and subdirectories."""
         prefix = directory + "/" if directory else ""
-        return sorted({name[len(prefix):].split("/", 1)[0] for name in FILE_MODES if name.startswith(prefix)})
+        return sorted({name[len(prefix):].split("/", 1)[0] for name in self.tracefs.modes if name.startswith(prefix)})
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
         t = self._mounted_ns
         common = {"st_uid": 0, "st_gid": 0, "st_atime": t, "st_mtime": t, "st_ctime": t}
         name = path.strip("/")
-        if name == "" or (name not in FILE_MODES and self._children(name)):
+        modes = self.tracefs.modes
+        if name == "" or (name not in modes and self._children(name)):
             return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2, **common}
         name = self._name(path)
         # tracefs files have no size: readers read until a read returns nothing
-        return {"st_mode": stat.S_IFREG | FILE_MODES[name], "st_nlink": 1, "st_size": 0, **common}
+        return {"st_mode": stat.S_IFREG | modes[name], "st_nlink": 1, "st_size": 0, **common}
 
     def readdir(self, path: str, fh: int) -> list[str]:
         name = path.strip("/")
-        if name in FILE_MODES:
+        if name in self.tracefs.modes:
             raise mfusepy.FuseOSError(errno.ENOTDIR)
         children = self._children(name)
         if name and not children:
