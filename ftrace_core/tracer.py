@@ -32,6 +32,8 @@ DEFAULT_BUFFER_ENTRIES = DEFAULT_BUFFER_KB * 1024 // ENTRY_BYTES
 #: or the guest itself into per-CPU rings (the kernel's way, ~50x faster; a ring holds a power
 #: of two of events, at most 32,768 a CPU).
 RECORDERS = ("hook", "guest")
+#: Guest functions that are ftrace_ops callbacks done by the host (their ops' handler).
+HOST_CALLBACKS = ("ftrace_pid_func", "function_trace_probe_call", "stack_trace_call", "function_profile_call")
 
 
 def trace_comm(task) -> str:
@@ -183,6 +185,9 @@ class FunctionTracer:
         self.list_func = kernel.symbol("ftrace_ops_list_func")
         # Hooks go in before any of this code is first translated (unicorn-facts.md).
         hooked = (self.direct, self.list_func) if recorder == "hook" else (self.list_func,)
+        # The other ops callbacks (guest/kernel/main.c HOST_CALLBACK): ftrace_call may point
+        # at any of them when its ops is the only one; the ops' handler does the work.
+        hooked += tuple(kernel.symbol(name) for name in HOST_CALLBACKS)
         # The in-guest recorder's code runs only with that recorder: its instructions do not
         # move the clock, every event is charged TRACE_EVENT_NS instead, so both recorders
         # give the same timestamps.

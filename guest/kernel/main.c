@@ -92,6 +92,25 @@ notrace void ftrace_ops_list_func(unsigned long ip, unsigned long parent_ip,
 }
 
 /*
+ * The callbacks of the other ftrace_ops users, each reached from ftrace_call
+ * (one ops registered) as the kernel's are: the host does their work in a hook
+ * on their first instruction, as it does function_trace_call's with the hook
+ * recorder.  notrace and never inlined, so each is one address the trampoline
+ * can call.
+ */
+#define HOST_CALLBACK(name)						\
+notrace __attribute__((noinline)) void name(unsigned long ip,		\
+		unsigned long parent_ip, unsigned long op, void *regs)	\
+{									\
+	asm volatile("" : : "r"(ip), "r"(parent_ip), "r"(op), "r"(regs) : "memory"); \
+}
+
+HOST_CALLBACK(ftrace_pid_func)			/* set_ftrace_pid's filter */
+HOST_CALLBACK(function_trace_probe_call)	/* set_ftrace_filter's commands */
+HOST_CALLBACK(stack_trace_call)			/* the stack tracer */
+HOST_CALLBACK(function_profile_call)		/* the function profiler */
+
+/*
  * The function graph tracer's return stack, one per CPU (a task never leaves
  * its CPU here).  The host hooks ftrace_graph_entry and
  * ftrace_return_to_handler to record entries and exits.
