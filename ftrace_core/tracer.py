@@ -33,7 +33,7 @@ DEFAULT_BUFFER_ENTRIES = DEFAULT_BUFFER_KB * 1024 // ENTRY_BYTES
 #: of two of events, at most 32,768 a CPU).
 RECORDERS = ("hook", "guest")
 #: Guest functions that are ftrace_ops callbacks done by the host (their ops' handler).
-HOST_CALLBACKS = ("ftrace_pid_func", "function_trace_probe_call", "stack_trace_call", "function_profile_call")
+HOST_CALLBACKS = ("function_stack_trace_call", "ftrace_pid_func", "function_trace_probe_call", "stack_trace_call", "function_profile_call")
 
 
 def trace_comm(task) -> str:

@@ -105,6 +105,7 @@ notrace __attribute__((noinline)) void name(unsigned long ip,		\
 	asm volatile("" : : "r"(ip), "r"(parent_ip), "r"(op), "r"(regs) : "memory"); \
 }
 
+HOST_CALLBACK(function_stack_trace_call)	/* function, with func_stack_trace */
 HOST_CALLBACK(ftrace_pid_func)			/* set_ftrace_pid's filter */
 HOST_CALLBACK(function_trace_probe_call)	/* set_ftrace_filter's commands */
 HOST_CALLBACK(stack_trace_call)			/* the stack tracer */
