@@ -91,6 +91,8 @@ class Cpu:
         self.trap = trap
         self.symbolizer = symbolizer
         self.task = Task(f"swapper/{index}", 0)
+        #: The sched_switch tracepoint's probes: probe(cpu, prev, next) at each set_task().
+        self.switch_probes: list[Callable[["Cpu", Task, Task], None]] = []
         # The clock (struct percpu_area.clock_ns, virtual ns): host memory the instruction
         # counter (emu.clock) moves while this CPU runs, read and written here directly.
         self._clock = ctypes.c_uint64.from_address(machine.host_address(percpu + PERCPU_CLOCK))
@@ -105,8 +107,11 @@ class Cpu:
 
     # -- per-CPU state visible to the guest ------------------------------------------------
     def set_task(self, task: Task) -> None:
-        self.task = task
+        """Switch this CPU to task (the context switch), telling sched_switch's probes."""
+        prev, self.task = self.task, task
         self._publish_percpu()
+        for probe in list(self.switch_probes):
+            probe(self, prev, task)
 
     @property
     def clock_ns(self) -> int:

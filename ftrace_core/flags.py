@@ -49,6 +49,7 @@ FTRACE_OPS_FL_REMOVING = 1 << 9
 FTRACE_OPS_FL_MODIFYING = 1 << 10
 FTRACE_OPS_FL_ALLOC_TRAMP = 1 << 11
 FTRACE_OPS_FL_IPMODIFY = 1 << 12
+FTRACE_OPS_FL_PID = 1 << 13  # "Is affected by set_ftrace_pid"
 
 # commands for ftrace_run_update_code / ftrace_modify_all_code
 FTRACE_UPDATE_CALLS = 1 << 0

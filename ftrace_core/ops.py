@@ -21,6 +21,15 @@ class FtraceOps:
     trampoline: int = 0
     #: The host side of func: called as handler(ip, parent_ip, cpu) for each traced call.
     handler: Optional[Callable[[int, int, object], None]] = None
+    #: What __register_ftrace_function() saved of func (and its handler) before set_ftrace_pid
+    #: put ftrace_pid_func in its place; put back at unregistering.
+    saved_func: int = 0
+    saved_handler: Optional[Callable[[int, int, object], None]] = None
+    #: ops->private: the trace array's pid filter for an ops of a trace array (v4.7 on).
+    private: object = None
+    #: ops->func_hash pointing at another ops' hashes (graph_ops at global_ops.local_hash):
+    #: a filter change on that ops moves this one's too (ftrace_hash_rec_update_modify()).
+    func_hash: Optional["FtraceOps"] = None
 
     @property
     def enabled(self) -> bool:

@@ -17,11 +17,17 @@ from emu.modules import Module
 from emu.sched import Point, run_to_completion
 
 from . import module as ftrace_module
+from . import pid as ftrace_pid, probe_commands
 from .arch_x86 import Addresses, ArchX86
 from .breakpoints import ftrace_int3_handler
 from .ops import FtraceOps
+from .hash import hash_contains_ip
+from .sysctl import SysctlTable
 from .text import TextFault
+from .tracers import FunctionProfiler, StackTracer
+from .stacktrace import trace_dump_stack
 from .tracefs import Tracefs
+from .tracefs import pid as pid_file
 from .tracer import DEFAULT_BUFFER_ENTRIES, FunctionTracer, GraphTracer, RingBuffer
 from .kernels import KernelTree, kernel_tree
 from .update import Ftrace
@@ -144,6 +150,7 @@ class System:
 
     def _ftrace_init(self, kernel: Kernel) -> None:
         """The kernel's ftrace_init() at the end of start_kernel, and the tracer's setup."""
+        self.kernel = kernel  # the parts built here reach it before Kernel() returns
         sym = kernel.symbol
         addrs = Addresses(mcount=sym("__fentry__"), ftrace_caller=sym("ftrace_caller"),
                           ftrace_call=sym("ftrace_call"), ftrace_stub=sym("ftrace_stub"),
@@ -166,7 +173,33 @@ class System:
         self.global_ops = FtraceOps("global_ops", sym("function_trace_call"),
                                     handler=self.tracer.function_trace_call)
         self.tracefs = Tracefs(self)
+        pid_file.install(self.tracefs, ftrace_pid.install(self))  # set_ftrace_pid
+        probe_commands.install(self)  # set_ftrace_filter's probe commands (system.probes)
+        self.sysctls = SysctlTable()  # /proc/sys
+        self.profiler = FunctionProfiler(self)  # function_profile_enabled, trace_stat/
+        self.stack_tracer = StackTracer(self)  # stack_trace, kernel.stack_tracer_enabled
+        self.graph.entry_test = self._ftrace_graph_entry_test
         kernel.machine.trap_handlers[3] = self._do_int3
+
+    def _ftrace_graph_entry_test(self, func: int) -> bool:
+        """ftrace_graph_entry_test() where update_function_graph_func() puts it (kernel/trace/
+        ftrace.c, v4.5-v4.8.17): with an ops other than global_ops and graph_ops registered
+        (the stack tracer's), a function reaches the graph entry only if global_ops' hashes
+        select it."""
+        graph_ops = self.profiler.graph_ops
+        if all(op is self.global_ops or op is graph_ops for op in self.ftrace.ops_list):
+            return True
+        return hash_contains_ip(func, self.global_ops.filter_hash, self.global_ops.notrace_hash)
+
+    def sysctl(self, name: str) -> str:
+        """`cat /proc/sys/NAME`: a sysctl's value (names as sysctl(8) has them:
+        kernel.stack_tracer_enabled, or kernel/stack_tracer_enabled)."""
+        return self.sysctls.read(name)
+
+    def set_sysctl(self, name: str, value: int | str) -> None:
+        """`echo VALUE > /proc/sys/NAME`: the sysctl's handler runs (SysctlError with the
+        kernel's errno for a bad value or name)."""
+        self.sysctls.write(name, f"{value}\n")
 
     def _do_int3(self, cpu, rip: int) -> int | None:
         """do_int3(): ftrace_int3_handler first; the hit is recorded for traces and timelines."""
@@ -180,14 +213,23 @@ class System:
         self.tracer.tracing_on = on
         self.graph.tracing_on = on
 
-    def configure_global_ops(self, graph: bool) -> None:
-        """The function tracer's callback, or the stub for function_graph (whose work is done
-        by the graph caller)."""
+    def configure_global_ops(self, graph: bool, stack_trace: bool = False) -> None:
+        """The function tracer's callback (function_stack_trace_call with func_stack_trace:
+        function_trace_init() chooses), or the stub for function_graph (whose work is done by
+        the graph caller)."""
+        ops = self.global_ops
         if graph:
-            self.global_ops.func, self.global_ops.handler = self.kernel.symbol("ftrace_stub"), None
+            ops.func, ops.handler = self.kernel.symbol("ftrace_stub"), None
+        elif stack_trace:
+            ops.func, ops.handler = self.kernel.symbol("function_stack_trace_call"), self._function_stack_trace_call
         else:
-            self.global_ops.func = self.kernel.symbol("function_trace_call")
-            self.global_ops.handler = self.tracer.function_trace_call
+            ops.func, ops.handler = self.kernel.symbol("function_trace_call"), self.tracer.function_trace_call
+
+    def _function_stack_trace_call(self, ip: int, parent_ip: int, cpu) -> None:
+        """function_stack_trace_call() (kernel/trace/trace_functions.c): the function event,
+        then a stack-trace event of the callers."""
+        self.tracer.function_trace_call(ip, parent_ip, cpu)
+        trace_dump_stack(self, cpu)
 
     # -- the API ---------------------------------------------------------------------------
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 from unicorn import unicorn_const as uc_const
 from unicorn.x86_const import UC_X86_REG_RDI, UC_X86_REG_RDX, UC_X86_REG_RSI
@@ -69,19 +70,41 @@ class PrintEntry:
 
 
 class RingBuffer:
-    """Per-CPU buffers of bounded size; the oldest entries go when one is full."""
+    """Per-CPU buffers of bounded size; the oldest entries go when one is full (or, with the
+    overwrite option off, the new ones)."""
 
     def __init__(self, nr_cpus: int, entries_per_cpu: int = DEFAULT_BUFFER_ENTRIES):
         if entries_per_cpu < 1:
             raise ValueError("a ring buffer needs room for at least one entry per CPU")
-        self.entries_per_cpu = entries_per_cpu
         self.cpus = [deque(maxlen=entries_per_cpu) for _ in range(nr_cpus)]
         self.written = [0] * nr_cpus  # entries ever written, per CPU
         self.overrun = [0] * nr_cpus  # entries overwritten (lost), per CPU
         self.unreported = [0] * nr_cpus  # lost since trace_pipe last said so
+        self.read = [0] * nr_cpus  # entries consumed (trace_pipe), per CPU
         self.sources: list = []  # recorders with events still to pull in (GuestRecorder)
         # tracing_cpumask: the CPUs whose buffers take events (ring_buffer_record_disable_cpu)
         self.recording_cpus = set(range(nr_cpus))
+        # trace_clock: (cpu, the CPU's clock) -> the event's time; None: the CPU's clock
+        self.stamp: "Callable[[int, int], int] | None" = None
+        # the overwrite option: a full buffer drops its oldest event (on) or the new one (off)
+        self.overwrite = True
+        self.dropped = [0] * nr_cpus  # events a full buffer refused (overwrite off)
+        self.time_start = 0  # the trace clock's time at the last reset (latency-format's zero)
+
+    @property
+    def sizes(self) -> list[int]:
+        """Each CPU's size in entries."""
+        return [buf.maxlen or 0 for buf in self.cpus]
+
+    @property
+    def entries_per_cpu(self) -> int:
+        """The largest CPU buffer's size, in entries."""
+        return max(self.sizes)
+
+    def now(self, cpu) -> int:
+        """The time an event recorded now on cpu gets, by the trace clock."""
+        stamp = self.stamp
+        return cpu.clock_ns if stamp is None else stamp(cpu.index, cpu.clock_ns)
 
     def pull(self) -> None:
         for source in self.sources:
@@ -103,50 +126,66 @@ class RingBuffer:
         if entry.cpu not in self.recording_cpus:
             return  # the CPU's buffer has recording disabled: the event is not written
         buf = self.cpus[entry.cpu]
+        if len(buf) == buf.maxlen and not self.overwrite:  # producer mode: the new event goes
+            self.dropped[entry.cpu] += 1
+            return
         if len(buf) == buf.maxlen:  # overwrite mode: the oldest entry goes
             self.overrun[entry.cpu] += 1
             self.unreported[entry.cpu] += 1
         buf.append(entry)
         self.written[entry.cpu] += 1
 
-    def resize(self, entries_per_cpu: int) -> None:
-        """buffer_size_kb: keep the newest entries that fit."""
+    def resize(self, entries_per_cpu: int, cpu: int | None = None) -> None:
+        """buffer_size_kb (of one CPU, or all): keep the newest entries that fit."""
         if entries_per_cpu < 1:
             raise ValueError("a ring buffer needs room for at least one entry per CPU")
         self.pull()
-        for source in self.sources:
-            source.resize(entries_per_cpu)
         for i, buf in enumerate(self.cpus):
+            if cpu is not None and i != cpu:
+                continue
             dropped = max(0, len(buf) - entries_per_cpu)
             self.overrun[i] += dropped
             self.unreported[i] += dropped
             self.cpus[i] = deque(buf, maxlen=entries_per_cpu)
-        self.entries_per_cpu = entries_per_cpu
+        for source in self.sources:
+            source.resize(self.entries_per_cpu)
 
-    def entries(self) -> list:
-        """All buffered entries merged in time order (ties: lower CPU first)."""
+    def entries(self, cpu: int | None = None) -> list:
+        """The buffered entries (of one CPU, or all merged in time order, ties: lower CPU
+        first)."""
         self.pull()
-        merged = [e for buf in self.cpus for e in buf]
+        merged = [e for i, buf in enumerate(self.cpus) if cpu is None or i == cpu for e in buf]
         merged.sort(key=lambda e: (e.ts, e.cpu))
         return merged
 
-    def consume(self) -> tuple[list, list[int]]:
-        """trace_pipe: entries in time order, removed as they are read, and per CPU how many
-        were lost since the last read."""
-        items = self.entries()  # pulls
-        lost = list(self.unreported)
+    def consume(self, cpu: int | None = None) -> tuple[list, list[int]]:
+        """trace_pipe (of one CPU, or all): entries in time order, removed as they are read,
+        and per CPU how many were lost since the last read."""
+        items = self.entries(cpu)  # pulls
+        lost = [n if cpu is None or i == cpu else 0 for i, n in enumerate(self.unreported)]
         for i, buf in enumerate(self.cpus):
-            buf.clear()
-            self.unreported[i] = 0
+            if cpu is None or i == cpu:
+                self.read[i] += len(buf)
+                buf.clear()
+                self.unreported[i] = 0
         return items, lost
 
-    def reset(self) -> None:
+    def reset(self, cpu: int | None = None) -> None:
+        """tracing_reset_online_cpus() (or tracing_reset() of one CPU)."""
         self.pull()  # what was recorded before the reset goes with it
         for i, buf in enumerate(self.cpus):
+            if cpu is not None and i != cpu:
+                continue
             buf.clear()
-            self.written[i] = 0
-            self.overrun[i] = 0
-            self.unreported[i] = 0
+            self.written[i] = self.overrun[i] = self.unreported[i] = self.dropped[i] = self.read[i] = 0
+
+    def swap(self, other: "RingBuffer") -> None:
+        """update_max_tr(): the two buffers trade what they hold (the snapshot)."""
+        self.pull()
+        for name in ("cpus", "written", "overrun", "unreported", "read", "dropped"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            setattr(self, name, theirs)
+            setattr(other, name, mine)
 
     @property
     def entries_in_buffer(self) -> int:
@@ -240,7 +279,8 @@ class FunctionTracer:
         if not self.tracing_on:
             return
         cpu.advance_clock(TRACE_EVENT_NS)
-        self.buffer.record(TraceEntry(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, ip, parent_ip))
+        self.buffer.record(TraceEntry(self.buffer.now(cpu), cpu.index, trace_comm(cpu.task), cpu.task.pid, ip,
+                                      parent_ip))
         if self.audit is not None:
             self.audit.on_traced(cpu.index, ip, parent_ip)
 
@@ -257,7 +297,9 @@ class GraphEntry:
     parent_ip: int
     depth: int
     exit: bool
-    calltime: int = 0
+    calltime: int = 0  # the CPU's clock at entry and return (trace_clock_local(), whatever
+    rettime: int = 0   # trace_clock says): a return's duration
+    overrun: int = 0  # the task's calls too deep for the return stack so far (trace_overrun)
 
     @property
     def ip(self) -> int:
@@ -265,7 +307,7 @@ class GraphEntry:
 
     @property
     def duration(self) -> int:
-        return self.ts - self.calltime if self.exit else 0
+        return self.rettime - self.calltime if self.exit else 0
 
 
 FTRACE_RETFUNC_DEPTH = 50
@@ -293,12 +335,24 @@ class GraphTracer:
         self.graph_funcs: list[int] = []
         self.notrace_funcs: list[int] = []
         self.max_depth = 0
+        # register_ftrace_graph() by another user (the function profiler): its entry(cpu, func,
+        # depth) -> bool and return(cpu, func, calltime, rettime, depth) stand in for
+        # trace_graph_entry()/trace_graph_return() while it holds the graph (ftrace_core/tracers/profile.py).
+        self.entry_handler = None
+        self.return_handler = None
+        # ftrace_graph_entry_test(): with other ops registered, whether global_ops' hashes
+        # select func (set by the System; None: every function that gets here).
+        self.entry_test = None
+        # ftrace_trace_task(cpu): set_ftrace_pid's test, which trace_graph_entry() makes first
+        # (ftrace_core/pid.py; None: every task).
+        self.trace_task = None
         sym = kernel.symbol
         self.ret_stack = sym("ftrace_ret_stack")
         self.curr_ret_stack = sym("ftrace_curr_ret_stack")
         self.verdict = sym("ftrace_graph_verdict")
         self.notrace = sym("ftrace_graph_notrace")
         self._calltimes: list[list[int]] = [[] for _ in kernel.cpus]
+        self.overruns: dict[int, int] = {}  # pid -> calls the return stack had no room for
         hooks = kernel.machine.hooks
         for name, callback in (("ftrace_graph_entry", self._on_entry), ("ftrace_return_to_handler", self._on_return)):
             addr = sym(name)
@@ -323,9 +377,14 @@ class GraphTracer:
         func = uc.reg_read(UC_X86_REG_RDI)
         depth = uc.reg_read(UC_X86_REG_RSI)
         depth = depth - (1 << 64) if depth >> 63 else depth
-        traced = self.wants(func, depth)
-        # set_graph_notrace: hooked (its return must restore the index) but not recorded
-        notrace = traced and func in self.notrace_funcs
+        if self.entry_test is not None and not self.entry_test(func):
+            traced = notrace = False
+        elif self.entry_handler is not None:
+            traced, notrace = self.entry_handler(cpu, func, depth), False
+        else:
+            traced = (self.trace_task is None or self.trace_task(cpu)) and self.wants(func, depth)
+            # set_graph_notrace: hooked (its return must restore the index) but not recorded
+            notrace = traced and func in self.notrace_funcs
         slot = 4 * (cpu.index & 1)
         uc.mem_write(self.verdict + slot, int(traced).to_bytes(4, "little"))
         uc.mem_write(self.notrace + slot, int(notrace).to_bytes(4, "little"))
@@ -333,15 +392,21 @@ class GraphTracer:
             if self.audit is not None:
                 self.audit.on_declined(cpu.index, func, depth)
             return
+        if self.entry_handler is not None:  # ftrace_push_return_trace()'s calltime only
+            if depth < FTRACE_RETFUNC_DEPTH:
+                self._calltimes[cpu.index].append(cpu.clock_ns)
+            return
         # The entry is recorded before the push (which may still fail at FTRACE_RETFUNC_DEPTH,
         # leaving an entry without its exit, as the kernel's would).
         parent = uc.reg_read(UC_X86_REG_RDX)
         cpu.advance_clock(TRACE_EVENT_NS)
         if depth < FTRACE_RETFUNC_DEPTH:
             self._calltimes[cpu.index].append(cpu.clock_ns)
+        else:  # ftrace_push_return_trace() fails: the task's trace_overrun counts it
+            self.overruns[cpu.task.pid] = self.overruns.get(cpu.task.pid, 0) + 1
         if self.tracing_on and self.active:
-            self.buffer.record(GraphEntry(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, func, parent,
-                                          depth, False))
+            self.buffer.record(GraphEntry(self.buffer.now(cpu), cpu.index, trace_comm(cpu.task), cpu.task.pid, func,
+                                          parent, depth, False))
             if self.audit is not None:
                 self.audit.on_traced(cpu.index, func, parent)
 
@@ -357,10 +422,14 @@ class GraphTracer:
         ret, func = int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")
         calltimes = self._calltimes[cpu.index]
         calltime = calltimes.pop() if calltimes else cpu.clock_ns
+        if self.return_handler is not None:
+            self.return_handler(cpu, func, calltime, cpu.clock_ns, index)
+            return
         cpu.advance_clock(TRACE_EVENT_NS)
         if self.tracing_on and self.active:
-            self.buffer.record(GraphEntry(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, func, ret,
-                                          index, True, calltime))
+            self.buffer.record(GraphEntry(self.buffer.now(cpu), cpu.index, trace_comm(cpu.task), cpu.task.pid, func,
+                                          ret, index, True, calltime, cpu.clock_ns,
+                                          self.overruns.get(cpu.task.pid, 0)))
 
 
 _EVENT = struct.Struct("<QQQq")  # struct trace_event {ip, parent_ip, ts, pid}
@@ -414,7 +483,7 @@ class GuestRecorder:
             saved = self.saved[index]
             saved.append(head + tail)
             self.saved_count[index] += count
-            cap = self.buffer.entries_per_cpu
+            cap = self.buffer.sizes[index]
             while self.saved_count[index] > cap:
                 excess = self.saved_count[index] - cap
                 chunk = saved[0]

@@ -76,6 +76,9 @@ class Ftrace:
         self.tracker = None  # an emu.footprint.Tracker while the explorer records steps
         # Observers of record-level events (the timeline): fn(event, rec, detail).
         self.listeners: list[Callable[[str, DynFtrace, str], None]] = []
+        #: set_ftrace_pid's state (ftrace_core.pid), which __register_ftrace_function() asks
+        #: whether an ops must be called through ftrace_pid_func; None before tracefs exists.
+        self.pids = None
 
     # -- helpers --------------------------------------------------------------------------
     def touch_disabled(self, write: bool = False) -> None:
@@ -494,6 +497,8 @@ class Ftrace:
         if ops.flags & FTRACE_OPS_FL_ENABLED or ops in self.ops_list:
             return -16  # -EBUSY
         self.ops_list.insert(0, ops)  # add_ftrace_ops() adds at the head
+        if self.pids is not None:  # __register_ftrace_function(): saved_func, maybe ftrace_pid_func
+            self.pids.ops_registered(ops)
         self.update_ftrace_function()
         self.ftrace_start_up += 1
         ops.flags |= FTRACE_OPS_FL_ENABLED | FTRACE_OPS_FL_ADDING
@@ -513,6 +518,8 @@ class Ftrace:
             return -EINVAL
         self.ops_list.remove(ops)
         self.update_ftrace_function()
+        if self.pids is not None:  # __unregister_ftrace_function(): ops->func = ops->saved_func
+            self.pids.ops_unregistered(ops)
         self.ftrace_start_up -= 1
         # "Just warn in case of unbalance, no need to kill ftrace".
         self.warn_on(self.ftrace_start_up < 0, "ftrace_shutdown: ftrace_start_up < 0", once=True)
@@ -562,17 +569,23 @@ class Ftrace:
     def ftrace_hash_move_and_update_ops(self, ops: FtraceOps, filter_hash: bool, new: FtraceHash) -> Gen:
         """Swap in a new filter (or notrace) hash: drop the old references, take the new ones,
         and rewrite the sites if ops is enabled (ftrace_hash_move + ftrace_ops_update_code).
-        Caller holds ftrace_lock."""
+        Registered ops sharing ops' hashes (graph_ops, func_hash) move with it, as
+        ftrace_hash_rec_update_modify() does (v4.5-v4.8.17).  Caller holds ftrace_lock."""
         if self.ftrace_disabled:
             return -ENODEV
         self.generation += 1
-        self.__ftrace_hash_rec_update(ops, filter_hash, False)
-        if filter_hash:
-            ops.filter_hash = new.copy()
-        else:
-            ops.notrace_hash = new.copy()
-        self.__ftrace_hash_rec_update(ops, filter_hash, True)
-        if ops.enabled and self.ftrace_enabled:
+        sharing = [op for op in self.ops_list if op is not ops and op.func_hash is ops]
+        for op in (ops, *sharing):
+            self.__ftrace_hash_rec_update(op, filter_hash, False)
+        new = new.copy()
+        for op in (ops, *sharing):
+            if filter_hash:
+                op.filter_hash = new
+            else:
+                op.notrace_hash = new
+        for op in (ops, *sharing):
+            self.__ftrace_hash_rec_update(op, filter_hash, True)
+        if (ops.enabled or any(op.enabled for op in sharing)) and self.ftrace_enabled:
             yield from self.ftrace_run_update_code(FTRACE_UPDATE_CALLS)
         return 0
 

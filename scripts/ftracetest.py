@@ -10,8 +10,11 @@ test.d/ftrace` runs against it in a private mount namespace where:
 
   - any real tracefs or debugfs is unmounted, and ftracetest's own search of /proc/mounts must
     find the emulated tracefs, or nothing runs;
-  - scratch files are bound over /proc/sys/kernel/sched_rt_runtime_us (ftracetest writes it)
-    and /proc/sys/kernel/ftrace_enabled;
+  - /proc/sys/kernel is a private tmpfs holding scratch copies of sched_rt_runtime_us
+    (ftracetest writes it) and ftrace_enabled, and, bound over them, the emulated kernel's
+    own sysctls (kernel/stack_tracer_enabled, ...) as a procsys mount beside the tracefs
+    serves them (ftrace_core.tracefs.procsys: a second FUSE mount, talking to the system
+    through the tracefs mount's control socket);
   - HOME is a scratch folder (ftracetest falls back to it when instances/ is missing).
 
 Each case's verdict is compared with scripts/ftracetest_expected.tsv, where every case that
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,10 +53,15 @@ for m in $(awk '$3 == "tracefs" || $3 == "debugfs" {print $2}' /proc/mounts | so
 done
 found=$(grep tracefs /proc/mounts | cut -f2 -d' ' | head -1)
 [ "$found" = "$FTRACE_EMU_MOUNT" ] || { echo "ftracetest would use '$found', not the emulated tracefs" >&2; exit 97; }
+# /proc/sys/kernel becomes a private tmpfs: writes never reach the host's, and the emulated
+# kernel's sysctls (its procsys mount) can be put there even where the host has no such entry.
+mount -t tmpfs -o mode=0755 ftrace-emu-sysctl /proc/sys/kernel || exit 97
 for f in sched_rt_runtime_us ftrace_enabled; do
-    if [ -e /proc/sys/kernel/$f ]; then
-        mount --bind "$FTRACE_EMU_SCRATCH/$f" /proc/sys/kernel/$f || exit 97
-    fi
+    cp "$FTRACE_EMU_SCRATCH/$f" /proc/sys/kernel/$f || exit 97
+done
+for f in $(ls "$FTRACE_EMU_PROCSYS/kernel"); do
+    : > /proc/sys/kernel/$f
+    mount --bind "$FTRACE_EMU_PROCSYS/kernel/$f" /proc/sys/kernel/$f || exit 97
 done
 export HOME="$FTRACE_EMU_SCRATCH/home"
 cd "$FTRACE_EMU_SELFTESTS"
@@ -70,25 +79,48 @@ def extract(source: Path, into: Path) -> Path:
     return into / MEMBER
 
 
+def serve_procsys(where: Path, tracefs_mount: Path) -> subprocess.Popen:
+    """The system's sysctls on a FUSE mount of their own at where (procsys.py); returns its
+    server once the mount is up."""
+    server = subprocess.Popen([sys.executable, "-m", "ftrace_core.tracefs.procsys", str(where),
+                               "--tracefs", str(tracefs_mount)], cwd=ROOT, stdout=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.ismount(where):
+            return server
+        if server.poll() is not None:
+            raise SystemExit(f"ftracetest: the procsys mount failed (exit {server.returncode})")
+        time.sleep(0.05)
+    server.kill()
+    raise SystemExit("ftracetest: the procsys mount did not come up")
+
+
 def run_variant(selftests: Path, variant: str) -> dict[str, str]:
     """Every case's verdict on a fresh mount of the variant: {description: PASS/FAIL/...};
     cases run again in an instance are keyed "(instance) description"."""
     cli = [sys.executable, "-m", "ftrace_core.cli"]
     with tempfile.TemporaryDirectory(prefix="ftrace-emu-ftracetest-") as tmp:
-        scratch, mount = Path(tmp) / "scratch", Path(tmp) / "tracing"
-        for d in (scratch / "home", scratch / "logs", mount):
+        scratch, mount, procsys = Path(tmp) / "scratch", Path(tmp) / "tracing", Path(tmp) / "sys"
+        for d in (scratch / "home", scratch / "logs", mount, procsys):
             d.mkdir(parents=True)
         (scratch / "sched_rt_runtime_us").write_text("950000\n")
         (scratch / "ftrace_enabled").write_text("1\n")
         subprocess.run([*cli, "mount", str(mount), "--variant", variant], check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL)
+        sysctl_server = None
         try:
+            sysctl_server = serve_procsys(procsys, mount)
             env = dict(os.environ, FTRACE_EMU_MOUNT=str(mount), FTRACE_EMU_SCRATCH=str(scratch),
-                       FTRACE_EMU_SELFTESTS=str(selftests))
+                       FTRACE_EMU_SELFTESTS=str(selftests), FTRACE_EMU_PROCSYS=str(procsys))
             done = subprocess.run(["unshare", "-m", "--propagation", "private", "--", "sh", "-c", _WRAPPER,
                                    "ftracetest", *CASE_DIRS], env=env, capture_output=True, text=True,
                                   timeout=900)
         finally:
+            if sysctl_server is not None:
+                subprocess.run(["umount", str(procsys)], stderr=subprocess.DEVNULL)
+                try:
+                    sysctl_server.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    sysctl_server.kill()
             subprocess.run([*cli, "umount", str(mount)], cwd=ROOT)
     if done.returncode == SETUP_FAILED:
         raise SystemExit(f"ftracetest: not run: {done.stderr.strip()}")

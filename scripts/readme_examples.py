@@ -29,7 +29,10 @@ contents belong to the script and are replaced by the output on each run.  Forms
         A "$ " line is shown in the block as written (continued by lines after a trailing
         backslash), followed by its output; indented rule lines after a command apply to it.
         Commands run in order, in one directory, so this is the shell form for sequences.
-        `setup: COMMAND` runs a command without showing it or its output.
+        `setup: COMMAND` runs a command without showing it or its output; `finally: COMMAND`
+        runs after the others whatever happened (to unmount what an example mounted).
+        `needs: fuse trace-cmd` names what the example needs beyond the project: where one is
+        missing the example is left as it is and said to be skipped (under CI=true, an error).
 
     <!-- example: ftrace-emu shell
     ftrace-emu# insmod race_mod
@@ -105,6 +108,7 @@ UNSET = ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS", "COLORTERM", "TTY_COMPATI
 WRAPPER = """#!/bin/sh
 exec {python} -c 'import sys; sys.argv[0] = "ftrace-emu"; from ftrace_core.cli import main; sys.exit(main())' "$@"
 """
+NEEDS = ("fuse", "trace-cmd")  # what `needs:` may name
 RULE_KEYS = ("lines", "from", "to", "until", "grep", "omit", "head", "tail", "sub", "status")
 MARKER = re.compile(r"^<!--\s*example(-file)?\s*:(.*)$")
 
@@ -115,7 +119,7 @@ class ExampleError(Exception):
 
 @dataclass
 class Step:
-    kind: str                      # "quiet" (output only), "shown" ("$ cmd" then output), "setup"
+    kind: str                      # "quiet" (output only), "shown" ("$ cmd" then output), "setup", "finally"
     display: list[str]             # the command as written (for "shown", its "$ " line and continuations)
     rules: list[str] = field(default_factory=list)
     stdin: list[str] = field(default_factory=list)
@@ -134,6 +138,7 @@ class Example:
     end: int                       # index of the closing fence
     current: list[str]             # the block's lines as they are in the README
     path: str = "README.md"
+    needs: tuple[str, ...] = ()    # what the example needs beyond the project (NEEDS)
 
     @property
     def name(self) -> str:
@@ -159,7 +164,7 @@ def _fenced_block(lines: list[str], i: int, where: str) -> tuple[int, int]:
     raise ExampleError(f"{where}: the code block after the marker is not closed")
 
 
-def _parse_body(header: str, body: list[str], where: str) -> list[Step]:
+def _parse_body(header: str, body: list[str], where: str, needs: list[str] | None = None) -> list[Step]:
     steps: list[Step] = []
     continuing = False
     if header.strip():
@@ -178,6 +183,15 @@ def _parse_body(header: str, body: list[str], where: str) -> list[Step]:
             steps.append(Step("shown", [stripped]))
         elif stripped.startswith("setup:"):
             steps.append(Step("setup", [stripped[len("setup:"):].strip()]))
+        elif stripped.startswith("finally:"):
+            steps.append(Step("finally", [stripped[len("finally:"):].strip()]))
+        elif stripped.startswith("needs:"):
+            wanted = stripped[len("needs:"):].split()
+            unknown = [w for w in wanted if w not in NEEDS]
+            if unknown or needs is None:
+                raise ExampleError(f"{where}: needs: {' '.join(unknown)}: expected some of {', '.join(NEEDS)}")
+            needs.extend(wanted)
+            continue
         elif stripped.startswith(PROMPT.strip()):
             if not steps:
                 raise ExampleError(f"{where}: shell input {stripped!r} before any command")
@@ -236,7 +250,9 @@ def parse_readme(text: str, path: str = "README.md") -> tuple[list[str], list[Ex
                 raise ExampleError(f"{where}: expected '<!-- example-file: NAME -->'")
             files[name] = "\n".join(lines[start:end]) + "\n"
         else:
-            examples.append(Example(i + 1, _parse_body(first, rest, where), start, end, lines[start:end], path))
+            needs: list[str] = []
+            steps = _parse_body(first, rest, where, needs)
+            examples.append(Example(i + 1, steps, start, end, lines[start:end], path, tuple(needs)))
         i = end + 1
     return lines, examples, files
 
@@ -391,22 +407,55 @@ def _run_step(step: Step, cwd: Path, env: dict[str, str], where: str) -> str:
     return "".join(transcript)
 
 
-def run_example(example: Example, files: dict[str, str], workroot: Path, bindir: Path) -> list[str]:
-    """The block's new lines: each step's display and filtered output."""
+def _missing(need: str) -> str | None:
+    """Why `need` cannot be met here, or None."""
+    from ftrace_core.errors import FtraceError
+
+    try:
+        if need == "fuse":
+            from ftrace_core.tracefs.mount import require_fuse
+            require_fuse()
+        elif need == "trace-cmd":
+            from ftrace_core.tracefs.tracecmd import require_trace_cmd
+            require_trace_cmd()
+    except FtraceError as exc:
+        return str(exc)
+    return None
+
+
+def run_example(example: Example, files: dict[str, str], workroot: Path, bindir: Path,
+                missing: dict[str, str | None] | None = None) -> list[str]:
+    """The block's new lines: each step's display and filtered output (the block as it is
+    when the example needs what this machine lacks: missing, need -> why)."""
     where = example.name
+    for need in example.needs:
+        why = _missing(need) if missing is None else missing.get(need)
+        if why is not None:
+            if os.environ.get("CI") == "true":
+                raise ExampleError(f"{where}: CI must run this example, but: {why}")
+            print(f"readme_examples: skipped {where}: {why}", file=sys.stderr)
+            return example.current
     cwd = workroot / f"line{example.line}"
     cwd.mkdir()
     for name, contents in files.items():
         (cwd / name).write_text(contents)
     env = _environment(bindir)
     block: list[str] = []
-    for step in example.steps:
-        output = _run_step(step, cwd, env, where)
-        if step.kind == "setup":
-            continue
-        if step.kind == "shown":
-            block.extend(step.display)
-        block.extend(apply_rules(output, step.rules, where))
+    try:
+        for step in example.steps:
+            if step.kind == "finally":
+                continue
+            output = _run_step(step, cwd, env, where)
+            if step.kind == "setup":
+                continue
+            if step.kind == "shown":
+                block.extend(step.display)
+            block.extend(apply_rules(output, step.rules, where))
+    finally:
+        for step in example.steps:
+            if step.kind == "finally":
+                subprocess.run(["/bin/sh", "-c", step.command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=TIMEOUT)
     return block
 
 
@@ -425,8 +474,10 @@ def regenerate(readme: Path, select: str | None, jobs: int) -> tuple[str, list[E
         wrapper.chmod(0o755)
         workroot = root / "work"
         workroot.mkdir()
+        # asked here, once: importing the project from several threads at once is not safe
+        missing = {need: _missing(need) for e in examples for need in e.needs}
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            blocks = list(pool.map(lambda e: run_example(e, files, workroot, bindir), examples))
+            blocks = list(pool.map(lambda e: run_example(e, files, workroot, bindir, missing), examples))
     new = list(lines)
     for example, block in sorted(zip(examples, blocks), key=lambda eb: -eb[0].start):
         new[example.start:example.end] = block

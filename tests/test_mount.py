@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ftrace_core.tracefs import FILE_MODES
+from ftrace_core.system import boot
+
+#: The files and modes of the tree a default mount serves (the fixed variant's).
+FILE_MODES = boot().tracefs.modes
 
 
 def _fuse_missing() -> str | None:

@@ -78,3 +78,16 @@ def test_start_function_graph_with_graph_filters(fs_busy):
     graph = [line for line in shown.splitlines() if not line.startswith("#")]
     assert graph and all("|" in line for line in graph)
     assert not any("kmalloc" in line for line in graph)
+
+
+def test_reset_puts_the_emulated_kernel_back(fs_busy):
+    """trace-cmd reset (trace-record.c trace_reset()): tracing off then on, nop, the clock
+    back to local, every filter file emptied."""
+    assert trace_cmd(fs_busy, "start", "-p", "function_graph", "-g", "vfs_write", "-n", "kmalloc").returncode == 0
+    sh("echo vfs_read > set_ftrace_filter; echo counter > trace_clock; echo 0 > tracing_on", fs_busy)
+    done = trace_cmd(fs_busy, "reset")
+    assert done.returncode == 0 and "writing to" not in done.stderr, done.stderr
+    shown = sh("cat current_tracer tracing_on set_ftrace_filter set_ftrace_notrace set_graph_function "
+               "set_graph_notrace trace_clock", fs_busy).stdout
+    empty = "#### all functions enabled ####\n#### no functions disabled ####\n"  # t_show(), g_show()
+    assert shown == "nop\n1\n" + empty + empty + "[local] global counter uptime perf mono mono_raw x86-tsc\n"

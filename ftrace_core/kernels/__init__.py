@@ -27,6 +27,17 @@ ENABLE_IN_PREPARE_COMING = "enable-in-prepare-coming"
 #: v4.8.15 (a v4.9 fix, backported): every walk of the records skips DISABLED ones,
 #: ftrace_shutdown()'s sanity check and match_records() included.
 DISABLED_IGNORED_EVERYWHERE = "disabled-ignored-everywhere"
+#: v4.6: hash_64() multiplies by GOLDEN_RATIO_64 (was GOLDEN_RATIO_PRIME_64), which moves the
+#: function probes between ftrace_func_hash's buckets, and so their order in set_ftrace_filter.
+HASH_GOLDEN_RATIO_64 = "hash-golden-ratio-64"
+#: v4.7: set_ftrace_pid belongs to a trace array (a pid bitmap, tr->function_pids) and
+#: ftrace_pid_func() reads a per-CPU ftrace_ignore_pid that a sched_switch probe keeps.
+PID_PER_TRACE_ARRAY = "pid-per-trace-array"
+#: v4.6: a tracer's option file asks its own tracer's set_flag (tracer_flags->trace), not the
+#: current tracer's (tr->current_trace, as v4.4 and v4.5 do).
+TRACER_OPTION_OWN_SET_FLAG = "tracer-option-own-set-flag"
+#: v4.7: the event-fork option (set_event_pid follows forks) joins the core options.
+EVENT_FORK_OPTION = "event-fork-option"
 
 
 @dataclass(frozen=True)
@@ -106,12 +117,27 @@ KERNELS = _chain(
         "to v4.8.15; its mainline id is not recoverable from the release trees)",
         (Change(UPDATE_CALLS_ON_CHANGE, "v4.6", "kernel/trace/ftrace.c", "ftrace_startup / ftrace_shutdown",
                 "set FTRACE_UPDATE_CALLS only when __ftrace_hash_rec_update() reports a site to change"),
+         Change(TRACER_OPTION_OWN_SET_FLAG, "v4.6", "kernel/trace/trace.c", "__set_tracer_option",
+                "calls the set_flag of the tracer that owns the option (tracer_flags->trace), not the current one"),
+         Change(EVENT_FORK_OPTION, "v4.7", "kernel/trace/trace.h", "TRACE_FLAGS",
+                "adds the event-fork option after markers: trace_options and options/ list it"),
          Change(ENABLE_IN_PREPARE_COMING, PREPARE_COMING, "kernel/module.c", "prepare_coming_module",
                 "ftrace_module_enable() moves from complete_formation() into prepare_coming_module()"),
          Change(DISABLED_IGNORED_EVERYWHERE, "v4.8.15", "kernel/trace/ftrace.c", "ftrace_shutdown",
                 "the sanity check reads rec->flags & ~FTRACE_FL_DISABLED: a loading module no longer kills ftrace"),
          Change(DISABLED_IGNORED_EVERYWHERE, "v4.8.15", "kernel/trace/ftrace.c", "match_records",
-                "filters skip DISABLED records (as do probes, set_graph_function and the ipmodify check)"))),
+                "filters skip DISABLED records (as do probes, set_graph_function and the ipmodify check)"),
+         Change(DISABLED_IGNORED_EVERYWHERE, "v4.8.15", "kernel/trace/ftrace.c", "register_ftrace_function_probe",
+                "a probe command skips DISABLED records: no probe on a module still loading"),
+         Change(HASH_GOLDEN_RATIO_64, "v4.6", "include/linux/hash.h", "hash_64",
+                "multiplies by GOLDEN_RATIO_64 (0x61c8864680b583eb, was 0x9e37fffffffc0001): function probes "
+                "land in other ftrace_func_hash buckets and list in another order"),
+         Change(PID_PER_TRACE_ARRAY, "v4.7", "kernel/trace/ftrace.c", "ftrace_pid_write",
+                "set_ftrace_pid fills the trace array's pid bitmap (trace_pid_write(): any pid below pid_max, "
+                "several a write, no check that a task has it) instead of a global list of struct pid"),
+         Change(PID_PER_TRACE_ARRAY, "v4.7", "kernel/trace/ftrace.c", "ftrace_pid_func",
+                "tests the CPU's ftrace_ignore_pid, set by ftrace_filter_pid_sched_switch_probe() at each "
+                "switch, instead of the current task's trace flag"))),
 )
 
 VARIANTS: tuple[str, ...] = tuple(KERNELS)

@@ -23,8 +23,9 @@ from ..flags import (
     FTRACE_STOP_FUNC_RET, ftrace_rec_count,
 )
 from ..hash import FtraceHash
-from ..output import GRAPH_HEADER, format_entries, format_graph, format_lost, format_trace
+from ..output import Header, buffer_header, format_entries, format_graph, format_lost, trace_header
 from ..tracer import ENTRY_BYTES, PrintEntry, trace_comm
+from . import buffers as _buffers, clock as _clock, options as _options
 from .graph import GRAPH_FILES, GraphHandle
 from .parser import TraceParser
 from .regex import O_APPEND, O_TRUNC, RegexHandle
@@ -36,22 +37,37 @@ O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 TRACERS = ("function_graph", "function", "nop")
 _FILTER_FILES = {"set_ftrace_filter": True, "set_ftrace_notrace": False}
 #: The files, for checking names before anything runs (scenario files, the CLI).
-WRITABLE_FILES = ("buffer_size_kb", "current_tracer", "events/enable", "max_graph_depth", "trace_marker", "tracing_cpumask", "set_event", "set_ftrace_filter",
-                  "set_ftrace_notrace", "set_graph_function", "set_graph_notrace", "trace", "tracing_on")
-READABLE_FILES = ("README", "available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer", "events/enable",
+WRITABLE_FILES = ("function_profile_enabled", "stack_max_size", "stack_trace_filter",  # ftrace_core.tracers
+                  "buffer_size_kb", "current_tracer", "events/enable", "max_graph_depth", "trace_marker", "tracing_cpumask", "set_event", "set_ftrace_filter",
+                  "set_ftrace_notrace", "set_ftrace_pid", "set_graph_function", "set_graph_notrace", "trace",
+                  "tracing_on", "trace_options", "trace_clock", *_options.option_files(lambda feature: True),
+                  *_buffers.WRITABLE)
+READABLE_FILES = ("function_profile_enabled", "trace_stat/function0", "trace_stat/function1",
+                  "stack_max_size", "stack_trace", "stack_trace_filter",  # ftrace_core.tracers
+                  "README", "available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer", "events/enable",
                   "max_graph_depth", "set_event", "set_graph_function", "set_graph_notrace", "trace_marker",
                   "tracing_cpumask",
-                  "enabled_functions", "set_ftrace_filter", "set_ftrace_notrace", "trace", "trace_pipe", "tracing_on")
+                  "enabled_functions", "set_ftrace_filter", "set_ftrace_notrace", "set_ftrace_pid", "trace", "trace_pipe",
+                  "tracing_on", "trace_options", "trace_clock", *_options.option_files(lambda feature: True),
+                  *_buffers.READABLE)
 #: Each file's mode, as tracer_init_tracefs() (kernel/trace/trace.c), ftrace_init_dyn_tracefs()
 #: (kernel/trace/ftrace.c) and create_event_toplevel_files() (kernel/trace/trace_events.c)
 #: create them in the v4.4-v4.8 trees.
 FILE_MODES = {
+    # ftrace_profile_tracefs() and register_stat_tracer() (ftrace.c, trace_stat.c), stack_trace_init()
+    # (trace_stack.c; stack_trace_filter 0444 though writable by root), v4.5 and v4.8
+    "function_profile_enabled": 0o644, "trace_stat/function0": 0o644, "trace_stat/function1": 0o644,
+    "stack_max_size": 0o644, "stack_trace": 0o444, "stack_trace_filter": 0o444,
     "available_filter_functions": 0o444, "available_tracers": 0o444, "buffer_size_kb": 0o644,
     "current_tracer": 0o644, "enabled_functions": 0o444, "set_event": 0o644, "set_ftrace_filter": 0o644,
     # 0444, though writable by root: as ftrace_init_dyn_tracefs() makes them in v4.4-v4.8
     "set_graph_function": 0o444, "set_graph_notrace": 0o444, "max_graph_depth": 0o644,
     "events/enable": 0o644, "trace_marker": 0o220, "tracing_cpumask": 0o644, "README": 0o444,
     "set_ftrace_notrace": 0o644, "trace": 0o644, "trace_pipe": 0o444, "tracing_on": 0o644,
+    "set_ftrace_pid": 0o644,  # ftrace_init_tracefs() (kernel/trace/ftrace.c), v4.5 and v4.8
+    "trace_options": 0o644, "trace_clock": 0o644,
+    # options/: every core option and every tracer's, each 0644 (of the newest tree here)
+    **_options.option_files(lambda feature: True),
 }
 #: Per-CPU buffers are held in host memory: keep them to a sane size.
 MAX_BUFFER_KB = 65536
@@ -95,7 +111,10 @@ class SimpleHandle(_SeqRead):
         self.tracefs, self.name, self.flags = tracefs, name, flags
 
     def write_steps(self, data: bytes) -> Generator[object, None, int]:
-        taken = yield from self.tracefs._files[self.name].write(data)
+        write = self.tracefs._files[self.name].write
+        if write is None:
+            raise TracefsError(f"{self.name}: not writable", errno.EINVAL)
+        taken = yield from write(data)
         return len(data) if taken is None else taken  # a tokenizing writer says how much it took
 
     def release_steps(self) -> Generator[object, None, None]:
@@ -165,9 +184,8 @@ class Tracefs:
                 opener=self._open_filter, lock="ftrace_lock")
         add("available_filter_functions", self._available_filter_functions, lock="ftrace_lock")
         add("enabled_functions", self._enabled_functions, lock="ftrace_lock")
-        add("trace", self._trace, self._write_trace, opener=self._open_trace)
-        add("trace_pipe", self._trace_pipe)
-        add("buffer_size_kb", self._buffer_size_kb, self._write_buffer_size_kb)
+        add("trace", self.trace_text, self._write_trace, opener=self._open_trace)
+        add("trace_pipe", self.trace_pipe_text)
         add("set_event", lambda: "", self._write_set_event)  # no event is enabled: none can be
         for name in GRAPH_FILES:
             add(name, lambda n=name: run_to_completion(GraphHandle(system, n, 0).read_steps()),
@@ -180,11 +198,16 @@ class Tracefs:
         # tracing_cpumask_read(): "%*pb", the mask's nr_cpu_ids bits in hex
         add("tracing_cpumask", lambda: f"{sum(1 << c for c in system.buffer.recording_cpus):x}\n",
             self._write_tracing_cpumask)
+        self.clock = _clock.install(self)
+        self.options = _options.install(self)
+        self.buffers = _buffers.install(self)
+        add("buffer_size_kb", self.buffers.buffer_size_kb, self.buffers.write_buffer_size_kb)
 
     def add(self, name: str, read: Callable[[], str], write: Callable[[bytes], Iterator[object]] | None = None,
-            opener: Callable[[str, int], object] | None = None, lock: str | None = None) -> None:
-        """A file at name, with the mode its tree gives it (FILE_MODES)."""
-        self._files[name] = TracefsFile(FILE_MODES[name], read, write, opener, lock)
+            opener: Callable[[str, int], object] | None = None, lock: str | None = None,
+            mode: int | None = None) -> None:
+        """A file at name, with the mode its tree gives it (mode, or FILE_MODES[name])."""
+        self._files[name] = TracefsFile(FILE_MODES[name] if mode is None else mode, read, write, opener, lock)
 
     @property
     def modes(self) -> dict[str, int]:
@@ -205,9 +228,8 @@ class Tracefs:
         file = self._files.get(name)
         if file is None:
             raise TracefsError(f"{name}: no such tracefs file (have: {', '.join(self.files)})", errno.ENOENT)
-        writing = (flags & 3) != O_RDONLY
-        if writing and not (file.write or file.opener):
-            raise TracefsError(f"{name}: file is read-only", errno.EACCES)
+        # A file with no write method opens for writing (root passes the mode check) and each
+        # write fails with -EINVAL, as vfs_write() answers without FMODE_CAN_WRITE.
         if file.opener is not None:
             return (yield from file.opener(name, flags))
         return SimpleHandle(self, name, flags)
@@ -224,11 +246,15 @@ class Tracefs:
         yield from ()
         return GraphHandle(self.system, name, flags)
 
-    def _open_trace(self, name: str, flags: int) -> Generator[object, None, object]:
+    def _open_trace(self, name: str, flags: int, cpu: int | None = None) -> Generator[object, None, object]:
         if (flags & 3) != O_RDONLY and flags & O_TRUNC:
-            # tracing_open(): opening `trace` for writing with O_TRUNC empties the buffers.
-            self._touch(("trace",), write=True)
-            self.system.buffer.reset()
+            # tracing_open(): opening `trace` for writing with O_TRUNC empties the buffers
+            # (per_cpu/cpuN/trace: that CPU's, tracing_reset()).
+            if cpu is None:
+                self._reset_buffer()
+            else:
+                self._touch(("trace",), write=True)
+                self.system.buffer.reset(cpu)
         yield from ()
         return SimpleHandle(self, name, flags)
 
@@ -280,7 +306,7 @@ class Tracefs:
                 return reader()
             finally:
                 lock.release()
-        self._touch(("trace",), write=name == "trace_pipe")
+        self._touch(("trace",), write=name.endswith("trace_pipe"))
         self.system.ftrace.touch_disabled()
         return reader()
 
@@ -303,8 +329,7 @@ class Tracefs:
                 return
             yield from self._tracer_stop(self.current_tracer)
             self.current_tracer = "nop"
-            self._touch(("trace",), write=True)
-            self.system.buffer.reset()  # tracer_init() resets the buffers
+            self._reset_buffer()  # tracer_init() resets the buffers
             yield from self._tracer_start(name)
             self.current_tracer = name
         finally:
@@ -319,9 +344,15 @@ class Tracefs:
         if name == "nop":
             return
         graph = name == "function_graph"
-        s.configure_global_ops(graph)
+        if graph and s.graph.entry_handler is not None:  # register_ftrace_graph(): one graph user
+            raise TracefsError("current_tracer: function_graph: the function graph is in use (by the function "
+                               "profiler: echo 0 > function_profile_enabled)", errno.EBUSY)
+        # function_trace_init(): function_stack_trace_call when func_stack_trace is set
+        s.configure_global_ops(graph, stack_trace=not graph and self.options.tracer_on("function", "func_stack_trace"))
+        self.buffers.record_cmdlines(True)  # tracing_start_cmdline_record()
         ret = yield from s.ftrace.register_ftrace_function(s.global_ops, FTRACE_START_FUNC_RET if graph else 0)
         if ret and graph:
+            self.buffers.record_cmdlines(False)
             raise self._errno_error("current_tracer", ret)
         s.graph.active = graph and not ret
 
@@ -332,6 +363,7 @@ class Tracefs:
             return
         graph = name == "function_graph"
         yield from s.ftrace.unregister_ftrace_function(s.global_ops, FTRACE_STOP_FUNC_RET if graph else 0)
+        self.buffers.record_cmdlines(False)  # tracing_stop_cmdline_record()
         s.graph.active = False
 
     def _write_tracing_on(self, data: bytes) -> Iterator[object]:
@@ -343,7 +375,7 @@ class Tracefs:
             self._touch(("trace",), write=True)
             self.system.set_tracing_on(bool(value))
             if value and self.current_tracer == "function":
-                self.system.buffer.reset()  # function_trace_start(): tracing_reset_online_cpus()
+                self._reset_buffer()  # function_trace_start(): tracing_reset_online_cpus()
         finally:
             self.trace_types_lock.release()
 
@@ -351,37 +383,41 @@ class Tracefs:
         """tracing_write_stub(): writes are taken and ignored (O_TRUNC at open cleared it)."""
         yield from ()
 
-    def _trace(self) -> str:
+    def print_trace(self, entries: list, head: Header | None, lost: list[int], time_start: int = 0) -> str:
+        """Events as the current tracer prints them under the trace options (head None: no
+        header, as trace_pipe): the function event with seq_print_ip_sym() (bare names),
+        function_graph with %ps (" [mod]")."""
         s = self.system
+        fmt = self.options.format()
         if self.current_tracer == "function_graph":
-            return format_graph(s.buffer.entries(), s.env.name_ip, len(s.kernel.cpus), "function_graph",
-                                s.ftrace.ftrace_disabled)
-        # The function event prints with seq_print_ip_sym(): bare names (function_graph's %ps
-        # keeps " [mod]").
-        return format_trace(self.current_tracer, s.buffer, len(s.kernel.cpus), s.ftrace.ftrace_disabled,
-                            s.env.sym_short)
+            lines = format_graph(entries, s.env, len(s.kernel.cpus), head, fmt)
+            if head is None:
+                lines = "".join(format_lost(cpu, n) for cpu, n in enumerate(lost) if n) + lines
+            return lines
+        text = trace_header(head, fmt) if head is not None else ""
+        return text + format_entries(entries, s.env, lost, fmt, time_start)
 
-    def _trace_pipe(self) -> str:
-        entries, lost = self.system.buffer.consume()
-        if self.current_tracer == "function_graph":
-            text = format_graph(entries, self.system.env.name_ip, len(self.system.kernel.cpus)).split(
-                GRAPH_HEADER, 1)[1]
-            return "".join(format_lost(cpu, n) for cpu, n in enumerate(lost) if n) + text
-        return format_entries(entries, self.system.env.sym_short, lost)
+    def trace_text(self, cpu: int | None = None) -> str:
+        """`trace` (or per_cpu/cpuN/trace): the header counts every CPU's events; the
+        non-consuming iterator prints no LOST lines (v4.4-v4.8 trace.c peek_next_entry() asks
+        for lost events only when consuming)."""
+        s = self.system
+        head = buffer_header(self.current_tracer, s.buffer, len(s.kernel.cpus), s.ftrace.ftrace_disabled,
+                             s.tree.uname)
+        return self.print_trace(s.buffer.entries(cpu), head, [0] * len(s.kernel.cpus), s.buffer.time_start)
 
-    def _buffer_size_kb(self) -> str:
-        return f"{self.system.buffer.entries_per_cpu * ENTRY_BYTES // 1024}\n"
+    def trace_pipe_text(self, cpu: int | None = None) -> str:
+        """trace_pipe (or per_cpu/cpuN/trace_pipe): the events consumed, no header; lost
+        events said first."""
+        entries, lost = self.system.buffer.consume(cpu)
+        return self.print_trace(entries, None, lost, self.system.buffer.time_start)
 
-    def _write_buffer_size_kb(self, data: bytes) -> Iterator[object]:
-        value = kstrtoul("buffer_size_kb", data)
-        if value == 0:  # tracing_entries_write(): "must have at least 1 entry"
-            raise TracefsError("buffer_size_kb: must be at least 1", errno.EINVAL)
-        if value > MAX_BUFFER_KB:
-            raise TracefsError(f"buffer_size_kb: {value}: this machine keeps at most {MAX_BUFFER_KB} KB a CPU",
-                               errno.ENOMEM)
+    def _reset_buffer(self) -> None:
+        """tracing_reset_online_cpus(): the buffers emptied, their start time now."""
+        s = self.system
         self._touch(("trace",), write=True)
-        self.system.buffer.resize(max(1, value * 1024 // ENTRY_BYTES))
-        yield from ()
+        s.buffer.reset()
+        s.buffer.time_start = s.buffer.now(s.kernel.cpus[s.kernel.current_cpu])
 
     def _write_max_graph_depth(self, data: bytes) -> Iterator[object]:
         """graph_depth_write(): a decimal unsigned long, kept in an int (printed with %d)."""
@@ -422,9 +458,12 @@ class Tracefs:
     def _write_trace_marker(self, data: bytes) -> Generator[object, None, int]:
         """tracing_mark_write() (kernel/trace/trace.c, v4.4-v4.8): at most TRACE_BUF_SIZE
         (1024) bytes a write become one print event of the writer's CPU, a newline added
-        when missing; with the ring buffer off the write fails with -EBADF."""
+        when missing; with the markers option off the write fails with -EINVAL, with the
+        ring buffer off with -EBADF."""
         data = data[:1024]
         s = self.system
+        if not self.options.on("markers"):
+            raise TracefsError("trace_marker: the markers option is off", errno.EINVAL)
         self._touch(("trace",), write=True)
         if not s.tracer.tracing_on:
             raise TracefsError("trace_marker: the ring buffer is off (tracing_on is 0)", errno.EBADF)
@@ -433,7 +472,7 @@ class Tracefs:
         if not text.endswith("\n"):
             text += "\n"
         s.buffer.pull()  # the guest recorder's events so far come first
-        s.buffer.record(PrintEntry(cpu.clock_ns, cpu.index, trace_comm(cpu.task), cpu.task.pid, text))
+        s.buffer.record(PrintEntry(s.buffer.now(cpu), cpu.index, trace_comm(cpu.task), cpu.task.pid, text))
         yield from ()
         return len(data)
 
@@ -470,10 +509,12 @@ class Tracefs:
 
     # -- listings ---------------------------------------------------------------------------
     def _read_hash(self, hash_: FtraceHash, notrace: bool) -> str:
+        # set_ftrace_filter lists the function probes after the functions (t_hash_show()).
+        probes = "" if notrace else self.system.probes.listing()
         if hash_.empty:
-            return "#### no functions disabled ####\n" if notrace else "#### all functions enabled ####\n"
+            return ("#### no functions disabled ####\n" if notrace else "#### all functions enabled ####\n") + probes
         name = self.system.env.name_ip
-        return "".join(f"{name(rec.ip)}\n" for rec in self.system.ftrace.records if rec.ip in hash_)
+        return "".join(f"{name(rec.ip)}\n" for rec in self.system.ftrace.records if rec.ip in hash_) + probes
 
     def _available_filter_functions(self) -> str:
         ftrace = self.system.ftrace

@@ -3,7 +3,8 @@ reaches a mounted system through a Unix socket of the project's own, outside the
 
 One JSON object a line each way: {"op": "insmod", "path": ..., "cpu": N} or {"op": "rmmod",
 "name": ..., "cpu": N}; the answer is {"ok": true, "dmesg": new lines} or {"error": message,
-"kind": "input" | "system"}.
+"kind": "input" | "system"}.  {"op": "sysctl", "name": ..., "value": ...} reads (or writes, then
+reads) a sysctl of the system: what the procsys mount serves.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class ControlServer:
         except (ValueError, AttributeError, TypeError):
             return {"error": "a request is one JSON object a line", "kind": "input"}
 
+        if op == "sysctl":  # the procsys mount's files (ftrace_core.tracefs.procsys)
+            return self._sysctl(req)
+
         def run(system):
             before = system.dmesg()
             if op == "insmod":
@@ -81,6 +85,23 @@ class ControlServer:
             return {"error": exc.report, "kind": "system"}
         except (FtraceError, EmuError, KeyError) as exc:
             return {"error": str(exc), "kind": "input"}
+
+    def _sysctl(self, req: dict) -> dict:
+        """{"op": "sysctl"}: the names; with "name": its value; with "value" too: written
+        first.  An error carries the kernel's errno."""
+        name, value = req.get("name"), req.get("value")
+
+        def run(system):
+            if name is None:
+                return {"ok": True, "names": system.sysctls.names}
+            if value is not None:
+                system.sysctls.write(str(name), str(value))
+            return {"ok": True, "value": system.sysctls.read(str(name))}
+
+        try:
+            return self.live.submit(run)
+        except FtraceError as exc:
+            return {"error": str(exc), "kind": "input", "errno": exc.errno}
 
 
 def request(mountpoint: str | Path, message: dict) -> dict:

@@ -123,7 +123,7 @@ class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # typ
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         f = self._open[fh]
-        if f.name == "trace_pipe":
+        if f.name.endswith("trace_pipe"):  # trace_pipe, per_cpu/cpuN/trace_pipe
             return self._read_pipe(f, size)
         if f.data is None:
             f.data = self._call(lambda s: f.handle.read()).encode()

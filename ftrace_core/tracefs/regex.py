@@ -22,6 +22,7 @@ from ..kernels import DISABLED_IGNORED_EVERYWHERE
 from .parser import TraceParser
 
 if TYPE_CHECKING:
+    from ..ops import FtraceOps
     from ..system import System
 
 O_TRUNC = 0o1000
@@ -31,13 +32,15 @@ O_APPEND = 0o2000
 class RegexHandle:
     """An open set_ftrace_filter / set_ftrace_notrace (struct ftrace_iterator)."""
 
-    def __init__(self, system: "System", name: str, filter_hash: bool, writing: bool, flags: int):
+    def __init__(self, system: "System", name: str, filter_hash: bool, writing: bool, flags: int,
+                 ops: "FtraceOps | None" = None):
         self.system = system
+        self.ops = system.global_ops if ops is None else ops  # ftrace_regex_open(ops, ...)
         self.name = name
         self.filter_hash = filter_hash
         self.writing = writing
         self.parser = TraceParser()
-        ops = system.global_ops
+        ops = self.ops
         current = ops.filter_hash if filter_hash else ops.notrace_hash
         self.hash: FtraceHash | None = None
         if writing:
@@ -55,7 +58,7 @@ class RegexHandle:
         if read >= 0 and self.parser.loaded and not self.parser.cont:
             token = self.parser.token
             self.parser.clear()
-            ret = yield from ftrace_process_regex(self.system, self.hash, token)
+            ret = yield from ftrace_process_regex(self.system, self.hash, token, self.filter_hash)
             if ret < 0:
                 raise TracefsError(_why(self.name, token, ret), -ret)
         if read < 0:
@@ -65,7 +68,7 @@ class RegexHandle:
     def release_steps(self) -> Generator[object, None, None]:
         """ftrace_regex_release(): the unterminated token (as a plain function glob: no
         commands), then, if open for writing, the hash committed and the sites updated."""
-        ftrace, ops = self.system.ftrace, self.system.global_ops
+        ftrace, ops = self.system.ftrace, self.ops
         if self.parser.loaded and self.hash is not None:
             yield from match_records(self.system, self.hash, self.parser.token, None)
         self.parser.clear()
@@ -95,16 +98,20 @@ def selected_by(system: "System", token: str) -> FtraceHash | None:
     return chosen if run_to_completion(ftrace_process_regex(system, chosen, token)) == 0 else None
 
 
-def ftrace_process_regex(system: "System", hash_: FtraceHash, buff: str) -> Generator[object, None, int]:
+def ftrace_process_regex(system: "System", hash_: FtraceHash, buff: str, enable: bool = True
+                         ) -> Generator[object, None, int]:
     """ftrace_process_regex(): "func" matches records; "func:command:arg" runs a registered
-    command (only `mod` exists here); 0 or -errno."""
+    command (`mod`, and the probe commands of system.ftrace_commands); 0 or -errno."""
     func, sep, rest = buff.partition(":")
     if not sep:
         found = yield from match_records(system, hash_, func, None)
         return -errno.EINVAL if found == 0 else min(found, 0)
     command, sep, module = rest.partition(":")
     if command != "mod":
-        return -errno.EINVAL
+        callback = system.ftrace_commands.get(command)  # an unknown command: -EINVAL
+        if callback is None:
+            return -errno.EINVAL
+        return (yield from callback(hash_, func, command, module if sep else None, enable))
     # ftrace_mod_callback(): match_records(hash, func, strlen(func), module); "func:mod" with
     # nothing after it has no module, and matches as "func" alone.
     found = yield from match_records(system, hash_, func, module if sep else None)
