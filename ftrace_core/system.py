@@ -17,7 +17,7 @@ from emu.modules import Module
 from emu.sched import Point, run_to_completion
 
 from . import module as ftrace_module
-from . import pid as ftrace_pid, probe_commands
+from . import pid as ftrace_pid
 from .arch_x86 import Addresses, ArchX86
 from .breakpoints import ftrace_int3_handler
 from .ops import FtraceOps
@@ -25,7 +25,8 @@ from .hash import hash_contains_ip
 from .sysctl import SysctlTable
 from .text import TextFault
 from .tracers import FunctionProfiler, StackTracer
-from .stacktrace import trace_dump_stack
+from .tracers import commands as probe_commands
+from .tracers.stacktrace import trace_dump_stack
 from .tracefs import Tracefs
 from .tracefs import pid as pid_file
 from .tracer import DEFAULT_BUFFER_ENTRIES, FunctionTracer, GraphTracer, RingBuffer

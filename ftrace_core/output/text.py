@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
 from ..tracer import PrintEntry, RingBuffer, TraceEntry
-from ..stacktrace import StackEntry, format_stack
+from ..tracers.stacktrace import StackEntry, format_stack
 
 #: The graph tracer's flags on at boot (tracer_flags.val in trace_functions_graph.c).
 GRAPH_DEFAULT_FLAGS = frozenset({"funcgraph-cpu", "funcgraph-overhead", "funcgraph-duration", "funcgraph-irqs",

@@ -9,10 +9,10 @@ import dataclasses
 import enum
 from typing import TYPE_CHECKING
 
-from .output.text import FunctionPrinter
+from ..output.text import FunctionPrinter
 
 if TYPE_CHECKING:
-    from .system import System
+    from ..system import System
 
 
 class DumpMode(enum.Enum):

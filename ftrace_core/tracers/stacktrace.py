@@ -18,7 +18,7 @@ from unicorn.x86_const import UC_X86_REG_RBP
 
 from emu.kernel import Kernel
 
-from .tracer import trace_comm
+from ..tracer import trace_comm
 
 #: FTRACE_STACK_MAX_ENTRIES: PAGE_SIZE / sizeof(unsigned long), the per-CPU ftrace_stack.
 FTRACE_STACK_MAX_ENTRIES = 4096 // 8

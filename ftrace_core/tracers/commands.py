@@ -14,13 +14,13 @@ import errno
 from typing import TYPE_CHECKING, Callable, Generator
 
 from .dump import DumpMode, ftrace_dump
-from .hash import FtraceHash
-from .pid import kstrtoul_base0
-from .probe import FtraceProbes, FuncProbe, ProbeOps
+from ..hash import FtraceHash
+from ..pid import kstrtoul_base0
+from ..probe import FtraceProbes, FuncProbe, ProbeOps
 from .stacktrace import trace_dump_stack
 
 if TYPE_CHECKING:
-    from .system import System
+    from ..system import System
 
 #: A command's callback, as ftrace_process_regex() calls it: (hash, glob, cmd, param or None,
 #: enable) -> 0 or -errno.
