@@ -23,7 +23,7 @@ from unicorn.x86_const import (
 from .errors import GuestFault
 from .machine import PAGE_SIZE, Machine, access_is_protection, access_kind
 from .sched import run_to_completion
-from .oops import X86_TRAP_PF, X86_TRAP_UD, format_oops
+from .oops import X86_TRAP_PF, X86_TRAP_UD, format_oops, notify_die
 
 if TYPE_CHECKING:
     from unicorn.unicorn import UcContext
@@ -135,14 +135,17 @@ class Cpu:
 
     # -- calling guest code --------------------------------------------------------------
     def call(self, addr: int, *args: int, quantum: int | None = None, budget: int | None = None,
-             progress: Callable[[int], None] | None = None) -> Generator[Quantum, None, int]:
+             progress: Callable[[int], None] | None = None, fixup: bool = False) -> Generator[Quantum, None, int]:
         """Run the guest function at addr with integer args until it returns; yields a
         Quantum every `quantum` instructions (never, when quantum is None).  Returns rax
         (as a signed 64-bit value).  A fault raises GuestFault and leaves the CPU as it was
         before the call.  With a budget, a call that has not returned after that many
         instructions is stopped and reported as a soft lockup.  With progress, a long call
         is paused every PROGRESS_INSNS instructions to tell it how many have run; the pause
-        changes nothing the call does (emu.clock stops it where it resumes exactly)."""
+        changes nothing the call does (emu.clock stops it where it resumes exactly).  With
+        fixup, a fault is one the kernel's exception table fixes up (probe_kernel_write's
+        stores): the GuestFault still says what happened, but it is no oops, so the die
+        notifiers (machine.die_notifiers) are not called."""
         if len(args) > len(ARG_REGS):
             raise ValueError(f"at most {len(ARG_REGS)} integer arguments")
         uc = self.machine.uc
@@ -199,7 +202,7 @@ class Cpu:
                 rip = uc.reg_read(UC_X86_REG_RIP)
                 if error is not None or self.machine.last_interrupt is not None:
                     self._set_lock_depth(lock_depth)  # the oops ends this call's sections
-                    raise self._fault(error, rip)
+                    raise self._fault(error, rip, oops=not fixup)
                 ctx = uc.context_save()
                 self._ctx = ctx
                 if rip == self.trap:
@@ -227,9 +230,9 @@ class Cpu:
             if outer is not None:
                 uc.context_restore(outer)
 
-    def run(self, addr: int, *args: int, budget: int | None = None) -> int:
+    def run(self, addr: int, *args: int, budget: int | None = None, fixup: bool = False) -> int:
         """Call guest code to completion, with no switching."""
-        return run_to_completion(self.call(addr, *args, budget=budget))
+        return run_to_completion(self.call(addr, *args, budget=budget, fixup=fixup))
 
     def lock_depth(self) -> int:
         """Spinlocks the guest holds on this CPU (struct percpu_area.lock_depth)."""
@@ -252,7 +255,7 @@ class Cpu:
             "Call Trace:", *(f" [<{a:016x}>] {f}" for a, f in self._backtrace(rsp))])
         return GuestFault(report, cpu=self.index, rip=rip, address=None, kind="soft lockup")
 
-    def _fault(self, error: UcError | None, rip: int) -> GuestFault:
+    def _fault(self, error: UcError | None, rip: int, oops: bool = True) -> GuestFault:
         uc = self.machine.uc
         trap = self.machine.last_interrupt
         mem = self.machine.explain_fault() if error is not None and error.errno in _MEMORY_ERRORS else None
@@ -272,6 +275,8 @@ class Cpu:
             stack_words=list(self._stack_words(rsp))[:12], code=self._code_around(rip),
             modules=self.symbolizer.modules_linked_in(),
             stack=(self.stack_base, self.stack_top) if guard else None, uname=self.uname)
+        if oops:
+            report = notify_die(self.machine.die_notifiers, self, report)
         return GuestFault(report, cpu=self.index, rip=rip, address=address, kind=kind, regs=regs)
 
     def _backtrace(self, rsp: int, limit: int = 32) -> list[tuple[int, str]]:

@@ -121,6 +121,9 @@ class Machine:
         self.protect_listeners: list = []
         # Exception handlers by vector: handler(cpu, rip) -> where to resume, or None for an oops.
         self.trap_handlers: dict[int, Callable[[object, int], int | None]] = {}
+        # The die notifier chain (notify_die(DIE_OOPS) in __die(), emu.oops.notify_die):
+        # fn(cpu) -> the lines it printed, which the oops report carries after its oops line.
+        self.die_notifiers: list[Callable[[object], str]] = []
         # An emu.footprint.Tracker while the explorer records steps: what host code writes
         # and which protections change; guest code run by emu.cpu counts as everything.
         self.tracker = None

@@ -97,6 +97,18 @@ def format_oops(
 _REG_LABELS = {"r8": "R08", "r9": "R09"}
 
 
+def notify_die(notifiers: Sequence[Callable[[object], str]], cpu: object, report: str) -> str:
+    """notify_die(DIE_OOPS, ...) as __die() calls it (arch/x86/kernel/dumpstack.c, v4.4-v4.8):
+    after the "Oops: ... [#1] SMP" line and before print_modules(), each notifier runs on the
+    oopsing CPU; what they print is placed there in the report."""
+    printed = "".join(fn(cpu) for fn in list(notifiers))
+    if not printed:
+        return report
+    lines = report.split("\n")
+    at = next((i for i, line in enumerate(lines) if "[#1] SMP" in line), 0)
+    return "\n".join(lines[:at + 1] + printed.rstrip("\n").split("\n") + lines[at + 1:])
+
+
 def scan_return_addresses(words: Sequence[int], is_call_return: Callable[[int], bool]) -> list[int]:
     """Stack words that are return addresses (the byte before them ends a call into text)."""
     return [w for w in words if is_call_return(w)]

@@ -65,7 +65,7 @@ class TextPoker:
             for addr, data in chunk:
                 self.machine.tracker.touch_pages("mem", addr, addr + len(data))
         try:
-            cpu.run(self.routine, base, len(chunk))
+            cpu.run(self.routine, base, len(chunk), fixup=True)  # probe_kernel_write(): no oops
             finished = len(chunk)
         except GuestFault as fault:
             finished = fault.regs.get("rax", 0)

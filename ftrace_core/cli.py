@@ -21,6 +21,7 @@ from emu.schedule import ScheduleError
 from emu.kernel import CALL_BUDGET
 from ftrace_core.errors import FtraceDead, FtraceError
 from ftrace_core.system import boot as boot_system
+from ftrace_core.flags import FTRACE_FL_ENABLED
 from ftrace_core.kernels import VARIANTS
 
 app = typer.Typer(
@@ -32,6 +33,13 @@ app = typer.Typer(
 _state = {"traceback": False}
 VARIANT_HELP = ("Kernel variant, each a real kernel tree: " + ", ".join(VARIANTS)
                 + " (ftrace-emu variants lists them).")
+#: --cmdline, shared by every command that boots a system.
+CmdlineOpt = Annotated[Optional[str], typer.Option(
+    "--cmdline", metavar="TEXT",
+    help="Kernel command line to boot with (default: console=ttyS0); its tracing options apply at boot as "
+         "the kernel applies them: ftrace=TRACER, ftrace_filter=, ftrace_notrace=, ftrace_graph_filter=, "
+         "ftrace_graph_notrace= (comma-separated globs), ftrace_dump_on_oops[=orig_cpu], trace_options=, "
+         "trace_clock=, trace_buf_size=.")]
 
 # Errors caused by what the user gave us (exit 2) versus the system failing (exit 1).
 _BAD_INPUT = (emu_errors.BadCall, emu_errors.ElfError, emu_errors.ModuleLoadError, emu_errors.SymbolError, emu_errors.ToolchainError,
@@ -60,13 +68,14 @@ def _options(
 def boot(
     image: Optional[Path] = typer.Option(None, "--image", help="Kernel image to boot (default: the shipped one)."),
     variant: str = typer.Option("fixed", "--variant", "-v", help=VARIANT_HELP),
+    cmdline: CmdlineOpt = None,
 ) -> None:
     """Boot the kernel image: dmesg (the banner names the variant's tree), the memory map with
     protections, ftrace's call sites.
 
-    Example: ftrace-emu boot --variant seed
+    Example: ftrace-emu boot --variant seed --cmdline 'ftrace=function ftrace_filter=vfs_*'
     """
-    system = boot_system(_variants(variant)[0], image or guest.VMLINUX)
+    system = boot_system(_variants(variant)[0], image or guest.VMLINUX, cmdline=cmdline)
     kernel = system.kernel
     console = Console(highlight=False, soft_wrap=True)
     console.print(kernel.dmesg(), end="", markup=False)
@@ -76,7 +85,10 @@ def boot(
     for entry in kernel.memory_map():
         table.add_row(f"{entry.start:016x}", f"{entry.end:016x}", str(entry.perms), entry.name)
     console.print(table)
-    console.print(f"ftrace: {len(system.ftrace.records)} call sites, all nops", markup=False)
+    enabled = sum(1 for rec in system.ftrace.records if rec.flags & FTRACE_FL_ENABLED)
+    console.print(f"ftrace: {len(system.ftrace.records)} call sites, "
+                  + (f"{enabled} enabled (current_tracer: {system.tracefs.read('current_tracer').strip()})"
+                     if enabled else "all nops"), markup=False)
 
 
 @app.command()
@@ -175,6 +187,7 @@ def trace(
                                                             "~50x faster, for long runs)."),
     budget: int = typer.Option(CALL_BUDGET, "--budget", help="Instructions a call may run before it is reported as "
                                                              "a soft lockup (0: no limit)."),
+    cmdline: CmdlineOpt = None,
 ) -> None:
     """Boot, load modules, set filters, trace guest calls, and print the trace.
 
@@ -196,7 +209,7 @@ def trace(
     calls = [Call.parse(text) for text in run_] or [Call(*WORKLOADS[workload or "syscalls"])]
     session = Session(variant=_variants(variant)[0], modules=[str(p) for p in module], filters=filter_,
                       notrace=notrace, tracer=tracer, calls=calls, cpu=cpu, recorder=recorder,
-                      budget=budget or None, progress=call_progress())
+                      budget=budget or None, progress=call_progress(), cmdline=cmdline)
     text = render(session.run(), fmt)
     if output is not None:
         output.write_text(text)
@@ -214,6 +227,7 @@ def functions(
                                                     "would ('vfs_*', '*:mod:race_mod', '!*lock*')."),
     enabled: bool = typer.Option(False, "--enabled", help="enabled_functions after turning the function tracer on."),
     module: list[Path] = typer.Option([], "--module", "-m", help="Load this module first (repeatable)."),
+    cmdline: CmdlineOpt = None,
 ) -> None:
     """List the traceable functions (available_filter_functions), or the enabled ones.
 
@@ -222,7 +236,7 @@ def functions(
     from .tracefs.regex import selected_by
 
     _check_files(module)
-    system = boot_system("fixed")
+    system = boot_system("fixed", cmdline=cmdline)
     for path in module:
         system.insmod(str(path))
     if enabled:
@@ -247,6 +261,7 @@ def disasm(
     symbol: str = typer.Argument(..., help="A kernel or module function."),
     module: list[Path] = typer.Option([], "--module", "-m", help="Load this module first (repeatable)."),
     tracer: str = typer.Option("nop", "--tracer", help="Switch to this tracer first, to see the patched site."),
+    cmdline: CmdlineOpt = None,
 ) -> None:
     """Disassemble a function as it is in emulated memory, with its call site's state and calls.
 
@@ -255,7 +270,7 @@ def disasm(
     from .disasm import disassemble
 
     _check_files(module)
-    system = boot_system("fixed")
+    system = boot_system("fixed", cmdline=cmdline)
     for path in module:
         system.insmod(str(path))
     system.tracefs.write("current_tracer", tracer)
@@ -266,6 +281,7 @@ def disasm(
 def shell(
     module: list[Path] = typer.Option([], "--module", "-m", help="Load this module first (repeatable)."),
     variant: str = typer.Option("fixed", "--variant", "-v", help=VARIANT_HELP),
+    cmdline: CmdlineOpt = None,
 ) -> None:
     """An interactive tracefs prompt, with history; reads commands from stdin when piped.
 
@@ -277,7 +293,7 @@ def shell(
     from .shell import Shell
 
     _check_files(module)
-    system = boot_system(_variants(variant)[0])
+    system = boot_system(_variants(variant)[0], cmdline=cmdline)
     for path in module:
         system.insmod(str(path))
     Shell(system).run()
@@ -344,12 +360,12 @@ NAIVE_HELP = "Rewrite live call sites byte by byte instead of with breakpoints (
 
 
 def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[str], quantum: Optional[int],
-                  timeline: bool, as_json: bool, naive: bool = False) -> list:
+                  timeline: bool, as_json: bool, naive: bool = False, cmdline: Optional[str] = None) -> list:
     from .scenario import load_scenario, run_scenario
 
     if quantum is not None and quantum < 1:
         raise FtraceError(f"--quantum must be at least 1, got {quantum}")
-    scenario = load_scenario(scenario_name)
+    scenario = _with_cmdline(load_scenario(scenario_name), cmdline)
     patching = "naive" if naive else "breakpoints"
     results = [run_scenario(scenario, v, schedule, quantum, patching=patching) for v in variants]
     if as_json:
@@ -363,6 +379,19 @@ def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[st
         _render_run(console, result, timeline)
     console.print(f"replay any of these with: --schedule '{results[-1].schedule}'", markup=False)
     return results
+
+
+def _with_cmdline(scenario, cmdline: Optional[str]):
+    """The scenario, booting with --cmdline instead of its own `cmdline:` when one is given
+    (checked here, before anything boots)."""
+    import dataclasses
+
+    from .cmdline import parse_cmdline
+
+    if cmdline is None:
+        return scenario
+    parse_cmdline(cmdline)
+    return dataclasses.replace(scenario, cmdline=cmdline)
 
 
 def _check_files(paths: list[Path]) -> None:
@@ -397,6 +426,7 @@ def race(
     timeline: TimelineOpt = False,
     as_json: JsonOpt = False,
     naive: NaiveOpt = False,
+    cmdline: CmdlineOpt = None,
 ) -> None:
     """Reproduce the module-load race of the seed commit on each kernel variant.
 
@@ -407,7 +437,7 @@ def race(
     from .kernels import KERNELS
     from .kernels.bugs import BUGS
 
-    results = _run_variants("race", _variants(variant), schedule, quantum, timeline, as_json, naive)
+    results = _run_variants("race", _variants(variant), schedule, quantum, timeline, as_json, naive, cmdline)
     # The verdict: every variant as its tree says.  The kernels with the race must fail with it
     # on the commit message's schedule (on another, they may well not); the others never fail.
     race_bug = next(b for b in BUGS if b.scenario == "race")
@@ -435,12 +465,14 @@ def run(
     timeline: TimelineOpt = False,
     as_json: JsonOpt = False,
     naive: NaiveOpt = False,
+    cmdline: CmdlineOpt = None,
 ) -> None:
     """Run a scenario file (or a built-in: race, disabled-shutdown, patch-while-running) on two CPUs and check the invariants.
 
     Example: ftrace-emu run my.scn --variant seed --schedule '1 0' --timeline
     """
-    results = _run_variants(scenario, _variants(variant or "fixed"), schedule, quantum, timeline, as_json, naive)
+    results = _run_variants(scenario, _variants(variant or "fixed"), schedule, quantum, timeline, as_json, naive,
+                            cmdline)
     if not all(r.ok for r in results):
         raise typer.Exit(1)  # an invariant failed, or the schedule asked for was not followed
 
@@ -470,6 +502,7 @@ def explore(
     limit: Optional[int] = typer.Option(None, "--limit", help="Stop each variant after this many runs."),
     as_json: bool = typer.Option(False, "--json", help='One object: {"variants": {...}, "cross_replay": {...}}.'),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display, even on a terminal."),
+    cmdline: CmdlineOpt = None,
 ) -> None:
     """Explore every schedule of a scenario (the race by default) on each kernel variant.
 
@@ -480,7 +513,7 @@ def explore(
     from .explore import GRANULARITIES, explore_random, explore_variant, map_forked
     from .scenario import load_scenario
 
-    scn = load_scenario(scenario)
+    scn = _with_cmdline(load_scenario(scenario), cmdline)
     granularity = granularity or scn.explore.get("granularity", "coarse")
     if max_preemptions is None and "max-preemptions" in scn.explore:
         max_preemptions = int(scn.explore["max-preemptions"])
@@ -576,6 +609,7 @@ def mount(
     activity: str = typer.Option("workload", "--activity", help="What the CPUs keep running: workload (the kernel "
                                                                  "workload), none, or 'call SYMBOL ARGS...'."),
     foreground: bool = typer.Option(False, "--foreground", help="Serve from this process until Ctrl-C."),
+    cmdline: CmdlineOpt = None,
 ) -> None:
     """Mount the emulated system's tracefs (FUSE), for cat, echo and your own tools.
 
@@ -593,7 +627,7 @@ def mount(
         raise FtraceError(f"{directory}: already a mount point (ftrace-emu umount {directory} first)")
     _check_files(module)
     act = Activity.parse(activity)
-    system = boot_system(_variants(variant)[0])
+    system = boot_system(_variants(variant)[0], cmdline=cmdline)
     for path in module:
         system.insmod(str(path))
     try:
@@ -645,6 +679,7 @@ def trace_cmd(
     mountpoint: Optional[Path] = typer.Option(None, "--mount", help="A tracefs from ftrace-emu mount; without it a "
                                                                      "fresh system is mounted for this run."),
     variant: str = typer.Option("fixed", "--variant", help=VARIANT_HELP + " (with no --mount)"),
+    cmdline: CmdlineOpt = None,
 ) -> None:
     """Run Debian's trace-cmd against the emulated tracefs (the rest of the line is trace-cmd's).
 
@@ -658,11 +693,13 @@ def trace_cmd(
 
     require_trace_cmd()
     if mountpoint is not None:
+        if cmdline is not None:
+            raise FtraceError("--cmdline boots a fresh system: give it without --mount (or to ftrace-emu mount)")
         code = run_trace_cmd(mountpoint, list(ctx.args)).returncode
     else:
         require_fuse()
         with tempfile.TemporaryDirectory(prefix="ftrace-emu-tracefs-") as tmp:
-            live = LiveSystem(boot_system(_variants(variant)[0]), Activity.parse("workload"))
+            live = LiveSystem(boot_system(_variants(variant)[0], cmdline=cmdline), Activity.parse("workload"))
             _serve_in_background(live, Path(tmp))
             try:
                 code = run_trace_cmd(tmp, list(ctx.args)).returncode

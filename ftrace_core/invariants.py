@@ -71,7 +71,7 @@ class CallAudit:
         s = self.system
         ops, ftrace = s.global_ops, s.ftrace
         return (ops in ftrace.ops_list and ops.enabled and not ops.flags & (FTRACE_OPS_FL_ADDING | FTRACE_OPS_FL_REMOVING)
-                and ftrace.updating == 0 and s.tracer.tracing_on
+                and ftrace.updating == 0 and s.tracer.tracing_on and ftrace.last_ftrace_enabled
                 and hash_contains_ip(ip, ops.filter_hash, ops.notrace_hash))
 
     def _on_entry(self, uc, address: int, size: int, data: object) -> None:
@@ -148,7 +148,13 @@ def check(system, audit: CallAudit | None, results=()) -> tuple[dict[str, bool],
         else:
             want = sum(1 for ops in ftrace.ops_list
                        if ops.enabled and hash_contains_ip(rec.ip, ops.filter_hash, ops.notrace_hash))
-        if ftrace_rec_count(rec.flags) != want or bool(rec.flags & FTRACE_FL_ENABLED) != (want > 0):
+        enabled = bool(rec.flags & FTRACE_FL_ENABLED)
+        # With kernel.ftrace_enabled switched to 0 (last_ftrace_enabled: ftrace_kill() zeroes
+        # ftrace_enabled but not this) the counts stay but the sites are nops; only a module
+        # loaded meanwhile gets its selected sites enabled (ftrace_module_enable() does not
+        # ask ftrace_enabled), so a site may then be enabled only if some ops selects it.
+        flags_ok = enabled == (want > 0) if ftrace.last_ftrace_enabled else (not enabled or want > 0)
+        if ftrace_rec_count(rec.flags) != want or not flags_ok:
             why["ref_counts"].append(f"{name}: flags {rec.flags:#x}, {want} ops select it")
         try:
             code = system.read(rec.ip, 5)

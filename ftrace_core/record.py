@@ -104,13 +104,16 @@ class Session:
     #: Instructions a call may run before it is a soft lockup (None: no limit).
     budget: int | None = CALL_BUDGET
     progress: CallProgress | None = None
+    #: The kernel command line to boot with (None: the default); its tracing options apply
+    #: at boot, before the session's own filters and tracer.
+    cmdline: str | None = None
 
     def run(self) -> System:
         if self.tracer not in ("function", "function_graph"):
             raise FtraceError(f"--tracer {self.tracer!r}: expected function or function_graph")
         if self.recorder not in RECORDERS:
             raise FtraceError(f"--recorder {self.recorder!r}: expected one of {', '.join(RECORDERS)}")
-        system = boot(self.variant, recorder=self.recorder)
+        system = boot(self.variant, recorder=self.recorder, cmdline=self.cmdline)
         system.cpus[self.cpu].set_task(Task(*self.task))
         fs = system.tracefs
         # As a user would by hand: switch tracing on first, so the modules' own init is

@@ -9,6 +9,8 @@ booted system under a schedule.
     cpu 1: insmod race_mod.ko           a path, relative to the scenario file, or a shipped module
     cpu 1: rmmod race_mod
     cpu 1: call race_mod_work 3         a guest function with integer arguments
+    cpu 0: echo 0 > /proc/sys/kernel/ftrace_enabled    a sysctl (cat /proc/sys/... reads one)
+    cmdline: ftrace=function ftrace_filter=vfs_*       the kernel command line to boot with
     schedule: 1@ftrace_module_init 0    the default schedule (see emu.schedule)
     explore: granularity=fine max-preemptions=2    defaults for `ftrace-emu explore`
 
@@ -31,12 +33,14 @@ from emu.sched import Point
 from emu.sched import Deadlock
 from emu.schedule import Schedule, ScheduleError, Scheduler, check_label
 
+from .cmdline import CmdlineError, parse_cmdline
 from .errors import FtraceError
 from .invariants import CallAudit, check
 from .timeline import Timeline
 from .tracefs import READABLE_FILES, WRITABLE_FILES
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
+PROC_SYS = "/proc/sys/"
 DEFAULT_TASKS = {0: ("bash", 1042), 1: ("insmod", 2001)}
 NR_CPUS = 2
 
@@ -50,7 +54,7 @@ class Command:
     cpu: int
     line: int
     text: str
-    kind: str  # echo, cat, insmod, rmmod, call
+    kind: str  # echo, cat, insmod, rmmod, call, sysctl (args: name, value or None for a read)
     args: tuple
 
 
@@ -62,6 +66,8 @@ class Scenario:
     schedule: str | None = None
     #: `explore: granularity=fine max-preemptions=2`: what `ftrace-emu explore` uses by default.
     explore: dict[str, str] = field(default_factory=dict)
+    #: `cmdline: ...`: the kernel command line the scenario's system boots with (None: the default).
+    cmdline: str | None = None
 
     @property
     def quantum(self) -> int:
@@ -121,6 +127,13 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
                     raise fail(f"explore: granularity must be coarse, record or fine, got {value!r}")
                 scn.explore[key] = value
             continue
+        if line.startswith("cmdline:"):
+            scn.cmdline = line.split(":", 1)[1].strip()
+            try:
+                parse_cmdline(scn.cmdline)
+            except CmdlineError as exc:
+                raise fail(str(exc)) from None
+            continue
         if line.startswith("task "):
             parts = line.split()
             if len(parts) != 4 or not parts[1].isdigit() or not parts[3].isdigit():
@@ -129,7 +142,8 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
             scn.tasks[cpu] = (parts[2][:15], int(parts[3]))
             continue
         if not line.startswith("cpu "):
-            raise fail(f"expected 'cpu N: COMMAND', 'task CPU COMM PID' or 'schedule: ...', got {line!r}")
+            raise fail(f"expected 'cpu N: COMMAND', 'task CPU COMM PID', 'schedule: ...' or 'cmdline: ...', "
+                       f"got {line!r}")
         head, sep, command = line.partition(":")
         if not sep or not command.strip():
             raise fail(f"expected 'cpu N: COMMAND', got {line!r}")
@@ -146,6 +160,22 @@ def _cpu(text: str, fail) -> int:
     return int(text)
 
 
+def _sysctl_name(path: str, text: str, fail) -> str:
+    """/proc/sys/kernel/ftrace_enabled -> kernel.ftrace_enabled (which names exist, the booted
+    system's table says when the command runs)."""
+    name = path[len(PROC_SYS):].strip("/")
+    if not name or any(not part for part in name.split("/")) or "." in name:
+        raise fail(f"{text!r}: {path!r} is not a sysctl path (e.g. /proc/sys/kernel/ftrace_enabled)")
+    return name.replace("/", ".")
+
+
+def _tracefs_name(path: str) -> str:
+    """A file's name in the top-level trace array: an instance's instances/NAME/FILE is
+    checked as FILE (whether the instance exists is known only when the line runs)."""
+    parts = path.split("/", 2)
+    return parts[2] if len(parts) == 3 and parts[0] == "instances" and parts[1] else path
+
+
 def _parse_command(cpu: int, lineno: int, text: str, base: Path, fail) -> Command:
     try:
         argv = shlex.split(text, comments=True)
@@ -159,14 +189,22 @@ def _parse_command(cpu: int, lineno: int, text: str, base: Path, fail) -> Comman
                 if i != len(rest) - 2:
                     raise fail(f"{text!r}: expected 'echo VALUE {redirect} FILE'")
                 file = rest[-1]
-                if file not in WRITABLE_FILES:
-                    raise fail(f"{file!r} is not a writable tracefs file (writable: {', '.join(WRITABLE_FILES)})")
+                if file.startswith(PROC_SYS):  # a sysctl: `>>` writes it as `>` does
+                    return Command(cpu, lineno, text, "sysctl",
+                                   (_sysctl_name(file, text, fail), " ".join(rest[:i]) + "\n"))
+                if _tracefs_name(file) not in WRITABLE_FILES:
+                    raise fail(f"{file!r} is not a writable tracefs file (ls lists them)")
                 return Command(cpu, lineno, text, "echo", (" ".join(rest[:i]), file, redirect == ">>"))
         raise fail(f"{text!r}: echo needs '> FILE' or '>> FILE'")
+    if verb == "cat" and len(rest) == 1 and rest[0].startswith(PROC_SYS):
+        return Command(cpu, lineno, text, "sysctl", (_sysctl_name(rest[0], text, fail), None))
     if verb == "cat":
-        if len(rest) != 1 or rest[0] not in READABLE_FILES:
-            raise fail(f"{text!r}: expected 'cat FILE' with FILE one of {', '.join(READABLE_FILES)}")
-        return Command(cpu, lineno, text, "cat", (rest[0],))
+        if not rest:
+            raise fail(f"{text!r}: expected 'cat FILE...'")
+        for file in rest:
+            if _tracefs_name(file) not in READABLE_FILES:
+                raise fail(f"cat: {file!r} is not a tracefs file (ls lists them)")
+        return Command(cpu, lineno, text, "cat", tuple(rest))
     if verb == "insmod":
         if len(rest) != 1:
             raise fail(f"{text!r}: expected 'insmod PATH'")
@@ -248,8 +286,9 @@ class RunResult:
 
 def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | None = None,
                  quantum: int | None = None, system=None, patching: str = "breakpoints") -> RunResult:
-    """Boot (unless given a system), run every CPU's commands under the schedule (the
-    argument, else the scenario's, else round-robin), check the invariants.  patching
+    """Boot (unless given a system; with the scenario's command line), run every CPU's
+    commands under the schedule (the argument, else the scenario's, else round-robin),
+    check the invariants.  patching
     "naive" replaces the breakpoint protocol with byte-by-byte rewriting."""
     from .system import boot
 
@@ -257,7 +296,7 @@ def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | Non
     if quantum is not None:
         sched.quantum = quantum
     if system is None:
-        system = boot(variant)
+        system = boot(variant, cmdline=scenario.cmdline)
         system.ftrace.record_points = True  # a point per call-site rewrite, for schedules to use
         system.ftrace.patching = patching
     audit = CallAudit(system)
@@ -336,8 +375,17 @@ def _execute(system, cmd: Command, quantum: int) -> Generator[object, None, str]
         value, file, append = cmd.args
         yield from system.tracefs.write_steps(file, value, append)
         return ""
-    if cmd.kind == "cat":
-        return (yield from system.tracefs.read_steps(cmd.args[0]))
+    if cmd.kind == "cat":  # each file in turn, as cat(1) does
+        texts = []
+        for file in cmd.args:
+            texts.append((yield from system.tracefs.read_steps(file)))
+        return "".join(texts)
+    if cmd.kind == "sysctl":
+        name, value = cmd.args
+        if value is None:
+            return system.sysctls.read(name)
+        yield from system.sysctls.write_steps(name, value)
+        return ""
     if cmd.kind == "insmod":
         path = cmd.args[0]
         mod = yield from kernel.modules.load_module(cpu, Path(path).read_bytes(), path, quantum)

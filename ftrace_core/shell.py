@@ -26,7 +26,9 @@ PROMPT = "ftrace-emu# "
 HELP = """\
 echo VALUE... > FILE     write a tracefs file (>> appends); plain `echo TEXT` prints TEXT
 cat FILE                 read a tracefs file
+echo N > /proc/sys/kernel/NAME, cat /proc/sys/kernel/NAME    a sysctl (ftrace_enabled, ...)
 ls                       list the tracefs files
+mkdir instances/NAME     make a trace array of its own (rmdir removes it)
 insmod PATH              load a module: a .ko file, or a shipped module by name (race_mod)
 rmmod NAME               unload a module
 call SYMBOL ARGS...      call a guest function with integer arguments, print its return value
@@ -59,7 +61,7 @@ class Shell:
         self._commands: dict[str, Callable[[list[str]], None]] = {
             "echo": self._echo, "cat": self._tracefs_command, "rmmod": self._rmmod,
             "call": self._call, "insmod": self._insmod, "ls": self._ls, "dmesg": self._dmesg,
-            "cpu": self._cpu, "help": self._help,
+            "cpu": self._cpu, "help": self._help, "mkdir": self._mkdir, "rmdir": self._rmdir,
         }
 
     # -- the interface ----------------------------------------------------------------------
@@ -144,6 +146,16 @@ class Shell:
         """echo and cat, parsed as scenario files parse them, so a line means the same in both."""
         cmd = self._parse(argv)
         with self.system._on_cpu(self.cpu):
+            if cmd.kind == "sysctl":  # /proc/sys/...: the system's sysctls
+                name, value = cmd.args
+                if value is None:
+                    self._write(self.system.sysctls.read(name))
+                    return
+                try:
+                    self.system.sysctls.write(name, value)
+                except FtraceError as exc:
+                    raise TracefsWriteError(exc) from None
+                return
             if cmd.kind == "echo":
                 value, file, append = cmd.args
                 try:
@@ -151,7 +163,8 @@ class Shell:
                 except FtraceError as exc:
                     raise TracefsWriteError(exc) from None
                 return
-            self._write(self.system.tracefs.read(cmd.args[0]))
+            for file in cmd.args:  # cat FILE...: each in turn
+                self._write(self.system.tracefs.read(file))
 
     def _rmmod(self, argv: list[str]) -> None:
         cmd = self._parse(argv)
@@ -180,6 +193,16 @@ class Shell:
 
     def _ls(self, argv: list[str]) -> None:
         self._print("\n".join(self.system.tracefs.files))
+
+    def _mkdir(self, argv: list[str]) -> None:
+        if len(argv) != 2:
+            raise ShellError("expected 'mkdir instances/NAME'")
+        self.system.tracefs.mkdir(argv[1])
+
+    def _rmdir(self, argv: list[str]) -> None:
+        if len(argv) != 2:
+            raise ShellError("expected 'rmdir instances/NAME'")
+        self.system.tracefs.rmdir(argv[1])
 
     def _dmesg(self, argv: list[str]) -> None:
         self._write(self.system.dmesg())
@@ -216,7 +239,9 @@ class Shell:
         self.out.write(text + "\n")
 
     def _write(self, text: str) -> None:
-        """A file's or the log's text as is, on whole lines."""
+        """A file's or the log's text as is, on whole lines (bytes that are not text, as
+        the bin option prints, shown as replacement characters)."""
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         self.out.write(text if not text or text.endswith("\n") else text + "\n")
 
 

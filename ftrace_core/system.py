@@ -14,22 +14,27 @@ import guest
 from emu.errors import GuestFault, MemoryAccessError, SymbolError, TextWriteFault
 from emu.kernel import CALL_BUDGET, Kernel
 from emu.modules import Module
+from emu.oops import notify_die
 from emu.sched import Point, run_to_completion
 
+from . import ftrace_enabled
 from . import module as ftrace_module
 from . import pid as ftrace_pid
 from .arch_x86 import Addresses, ArchX86
 from .breakpoints import ftrace_int3_handler
 from .ops import FtraceOps
 from .hash import hash_contains_ip
+from .cmdline import apply_at_boot, parse_cmdline
+from .cmdline import buffer_entries as buffer_entries_from
 from .sysctl import SysctlTable
 from .text import TextFault
 from .tracers import FunctionProfiler, StackTracer
 from .tracers import commands as probe_commands
+from .tracers import dump_on_oops
 from .tracers.stacktrace import trace_dump_stack
-from .tracefs import Tracefs
+from .tracefs import MAX_BUFFER_KB, Tracefs
 from .tracefs import pid as pid_file
-from .tracer import DEFAULT_BUFFER_ENTRIES, FunctionTracer, GraphTracer, RingBuffer
+from .tracer import DEFAULT_BUFFER_ENTRIES, ENTRY_BYTES, FunctionTracer, GraphTracer, RingBuffer
 from .kernels import KernelTree, kernel_tree
 from .update import Ftrace
 
@@ -122,6 +127,7 @@ class EmulatedEnv:
             f"CPU: {cpu.index} PID: {cpu.task.pid} Comm: {cpu.task.comm} Not tainted {self.uname} #1",
             detail,
             "---[ end trace 0000000000000000 ]---"])
+        report = notify_die(self.kernel.machine.die_notifiers, cpu, report)  # die() -> __die()
         raise GuestFault(report, cpu=cpu.index, rip=0, address=None, kind="BUG")
 
     def warn(self, where: str, file: str = "kernel/trace/ftrace.c") -> None:
@@ -138,16 +144,20 @@ class System:
     """A booted guest kernel with dynamic ftrace: the Python API users and tests drive."""
 
     def __init__(self, variant: str = "fixed", image: str | Path = guest.VMLINUX,
-                 buffer_entries: int = DEFAULT_BUFFER_ENTRIES, recorder: str = "hook"):
+                 buffer_entries: int = DEFAULT_BUFFER_ENTRIES, recorder: str = "hook",
+                 cmdline: str | None = None):
         """recorder: "hook" (a host hook records each traced call; exact, followed by the
         invariants) or "guest" (the guest's function_trace_call writes per-CPU rings that
-        are drained when read; much faster)."""
+        are drained when read; much faster).  cmdline: the kernel command line (None:
+        console=ttyS0); its tracing options (ftrace=, ftrace_filter=, ...) apply at boot
+        as the kernel applies them (ftrace_core.cmdline)."""
         self.tree = kernel_tree(variant)
         self.variant = variant
-        self._buffer_entries = buffer_entries
+        self.boot_options = parse_cmdline(cmdline)
+        self._buffer_entries = buffer_entries_from(self.boot_options, ENTRY_BYTES, MAX_BUFFER_KB) or buffer_entries
         self._recorder = recorder
         self.kernel = Kernel(image, late_init=[self._ftrace_init], uname=self.tree.uname,
-                             banner=banner(self.tree))
+                             banner=banner(self.tree), cmdline=self.boot_options.cmdline)
 
     def _ftrace_init(self, kernel: Kernel) -> None:
         """The kernel's ftrace_init() at the end of start_kernel, and the tracer's setup."""
@@ -179,8 +189,11 @@ class System:
         self.sysctls = SysctlTable()  # /proc/sys
         self.profiler = FunctionProfiler(self)  # function_profile_enabled, trace_stat/
         self.stack_tracer = StackTracer(self)  # stack_trace, kernel.stack_tracer_enabled
+        ftrace_enabled.install(self)  # kernel.ftrace_enabled
+        self.dump_on_oops = dump_on_oops.install(self, self.boot_options.dump_on_oops)  # ftrace_dump_on_oops
         self.graph.entry_test = self._ftrace_graph_entry_test
         kernel.machine.trap_handlers[3] = self._do_int3
+        apply_at_boot(self, self.boot_options)  # ftrace=, ftrace_filter=, trace_options=, ...
 
     def _ftrace_graph_entry_test(self, func: int) -> bool:
         """ftrace_graph_entry_test() where update_function_graph_func() puts it (kernel/trace/

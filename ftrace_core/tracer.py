@@ -69,6 +69,13 @@ class PrintEntry:
     parent_ip: int = 0
 
 
+def trace_function(buffer: "RingBuffer", cpu, ip: int, parent_ip: int) -> None:
+    """trace_function(): a function event of cpu's current task into buffer, the recorder's
+    cost charged to the CPU's clock."""
+    cpu.advance_clock(TRACE_EVENT_NS)
+    buffer.record(TraceEntry(buffer.now(cpu), cpu.index, trace_comm(cpu.task), cpu.task.pid, ip, parent_ip))
+
+
 class RingBuffer:
     """Per-CPU buffers of bounded size; the oldest entries go when one is full (or, with the
     overwrite option off, the new ones)."""
@@ -278,9 +285,7 @@ class FunctionTracer:
         """The function tracer's own callback: one ring-buffer entry per call."""
         if not self.tracing_on:
             return
-        cpu.advance_clock(TRACE_EVENT_NS)
-        self.buffer.record(TraceEntry(self.buffer.now(cpu), cpu.index, trace_comm(cpu.task), cpu.task.pid, ip,
-                                      parent_ip))
+        trace_function(self.buffer, cpu, ip, parent_ip)
         if self.audit is not None:
             self.audit.on_traced(cpu.index, ip, parent_ip)
 
@@ -346,6 +351,9 @@ class GraphTracer:
         # ftrace_trace_task(cpu): set_ftrace_pid's test, which trace_graph_entry() makes first
         # (ftrace_core/pid.py; None: every task).
         self.trace_task = None
+        # tracing_thresh in ns when graph_trace_init() chose the thresh callbacks: entries
+        # are not recorded, returns only when they took at least this long (0: off)
+        self.thresh_ns = 0
         sym = kernel.symbol
         self.ret_stack = sym("ftrace_ret_stack")
         self.curr_ret_stack = sym("ftrace_curr_ret_stack")
@@ -381,6 +389,8 @@ class GraphTracer:
             traced = notrace = False
         elif self.entry_handler is not None:
             traced, notrace = self.entry_handler(cpu, func, depth), False
+        elif self.thresh_ns:  # trace_graph_thresh_entry(): every call, no test
+            traced, notrace = True, False
         else:
             traced = (self.trace_task is None or self.trace_task(cpu)) and self.wants(func, depth)
             # set_graph_notrace: hooked (its return must restore the index) but not recorded
@@ -392,7 +402,7 @@ class GraphTracer:
             if self.audit is not None:
                 self.audit.on_declined(cpu.index, func, depth)
             return
-        if self.entry_handler is not None:  # ftrace_push_return_trace()'s calltime only
+        if self.entry_handler is not None or self.thresh_ns:  # ftrace_push_return_trace()'s calltime only
             if depth < FTRACE_RETFUNC_DEPTH:
                 self._calltimes[cpu.index].append(cpu.clock_ns)
             return
@@ -425,6 +435,8 @@ class GraphTracer:
         if self.return_handler is not None:
             self.return_handler(cpu, func, calltime, cpu.clock_ns, index)
             return
+        if self.thresh_ns and cpu.clock_ns - calltime < self.thresh_ns:
+            return  # trace_graph_thresh_return(): too quick to record
         cpu.advance_clock(TRACE_EVENT_NS)
         if self.tracing_on and self.active:
             self.buffer.record(GraphEntry(self.buffer.now(cpu), cpu.index, trace_comm(cpu.task), cpu.task.pid, func,

@@ -21,7 +21,7 @@ from .env import KernelEnv
 from .flags import (
     EFAULT, EINVAL, EPERM, ENODEV, ENOMEM, FTRACE_DISABLE_CALLS, FTRACE_FL_DISABLED, FTRACE_FL_ENABLED, FTRACE_FL_REGS,
     FTRACE_FL_REGS_EN, FTRACE_FL_TRAMP, FTRACE_FL_TRAMP_EN, FTRACE_OPS_FL_ADDING, FTRACE_OPS_FL_DELETED,
-    FTRACE_OPS_FL_ENABLED, FTRACE_OPS_FL_REMOVING, FTRACE_OPS_FL_SAVE_REGS, FTRACE_REF_MAX,
+    FTRACE_OPS_FL_DYNAMIC, FTRACE_OPS_FL_ENABLED, FTRACE_OPS_FL_REMOVING, FTRACE_OPS_FL_SAVE_REGS, FTRACE_REF_MAX,
     FTRACE_START_FUNC_RET, FTRACE_STOP_FUNC_RET, FTRACE_UPDATE_CALLS, FTRACE_UPDATE_TRACE_FUNC, BugType,
     UpdateAction, ftrace_rec_count,
 )
@@ -46,7 +46,10 @@ class Ftrace:
         self.records = RecordTable()
         self.ops_list: list[FtraceOps] = []
         self.ftrace_disabled = False
-        self.ftrace_enabled = True
+        #: The kernel.ftrace_enabled sysctl's int (ftrace_core.ftrace_enabled) and the truth
+        #: of it that ftrace_enable_sysctl() last acted on.
+        self.ftrace_enabled: int = True
+        self.last_ftrace_enabled = True
         self.ftrace_start_up = 0
         stub = arch.addrs.ftrace_stub
         self.ftrace_trace_function = stub
@@ -467,11 +470,12 @@ class Ftrace:
 
     # -- ops registration -----------------------------------------------------------------------
     def update_ftrace_function(self) -> None:
-        """update_ftrace_function(): one ops calls its func directly, several go through
+        """update_ftrace_function(): one ops calls its func directly (unless it is DYNAMIC:
+        ftrace_ops_get_list_func() sends those through the list), several go through
         ftrace_ops_list_func, none through the stub."""
         if not self.ops_list:
             func, op = self.arch.addrs.ftrace_stub, None
-        elif len(self.ops_list) == 1:
+        elif len(self.ops_list) == 1 and not self.ops_list[0].flags & FTRACE_OPS_FL_DYNAMIC:
             func, op = self.ops_list[0].func, self.ops_list[0]
         else:
             func, op = self.arch.addrs.ftrace_ops_list_func, None
@@ -499,7 +503,8 @@ class Ftrace:
         self.ops_list.insert(0, ops)  # add_ftrace_ops() adds at the head
         if self.pids is not None:  # __register_ftrace_function(): saved_func, maybe ftrace_pid_func
             self.pids.ops_registered(ops)
-        self.update_ftrace_function()
+        if self.ftrace_enabled:  # __register_ftrace_function()
+            self.update_ftrace_function()
         self.ftrace_start_up += 1
         ops.flags |= FTRACE_OPS_FL_ENABLED | FTRACE_OPS_FL_ADDING
         changed = self.ftrace_hash_rec_enable(ops, True)
@@ -517,7 +522,8 @@ class Ftrace:
         if ops not in self.ops_list:
             return -EINVAL
         self.ops_list.remove(ops)
-        self.update_ftrace_function()
+        if self.ftrace_enabled:  # __unregister_ftrace_function()
+            self.update_ftrace_function()
         if self.pids is not None:  # __unregister_ftrace_function(): ops->func = ops->saved_func
             self.pids.ops_unregistered(ops)
         self.ftrace_start_up -= 1
@@ -671,5 +677,5 @@ class Ftrace:
             self.ftrace_disabled = True
             return 0
         self.env.printk(f"ftrace: allocating {len(locs)} entries in {len(locs) // ENTRIES_PER_PAGE + 1} pages\n")
-        self.ftrace_enabled = True
+        self.last_ftrace_enabled = self.ftrace_enabled = True
         return (yield from self.ftrace_process_locs(None, locs))

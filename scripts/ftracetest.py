@@ -10,10 +10,9 @@ test.d/ftrace` runs against it in a private mount namespace where:
 
   - any real tracefs or debugfs is unmounted, and ftracetest's own search of /proc/mounts must
     find the emulated tracefs, or nothing runs;
-  - /proc/sys/kernel is a private tmpfs holding scratch copies of sched_rt_runtime_us
-    (ftracetest writes it) and ftrace_enabled, and, bound over them, the emulated kernel's
-    own sysctls (kernel/stack_tracer_enabled, ...) as a procsys mount beside the tracefs
-    serves them (ftrace_core.tracefs.procsys: a second FUSE mount, talking to the system
+  - /proc/sys/kernel is a private tmpfs holding a scratch copy of sched_rt_runtime_us
+    (ftracetest writes it) and the emulated kernel's own sysctls (kernel/ftrace_enabled,
+    kernel/stack_tracer_enabled, ...) as a procsys mount beside the tracefs serves them (ftrace_core.tracefs.procsys: a second FUSE mount, talking to the system
     through the tracefs mount's control socket);
   - HOME is a scratch folder (ftracetest falls back to it when instances/ is missing).
 
@@ -56,7 +55,7 @@ found=$(grep tracefs /proc/mounts | cut -f2 -d' ' | head -1)
 # /proc/sys/kernel becomes a private tmpfs: writes never reach the host's, and the emulated
 # kernel's sysctls (its procsys mount) can be put there even where the host has no such entry.
 mount -t tmpfs -o mode=0755 ftrace-emu-sysctl /proc/sys/kernel || exit 97
-for f in sched_rt_runtime_us ftrace_enabled; do
+for f in sched_rt_runtime_us; do
     cp "$FTRACE_EMU_SCRATCH/$f" /proc/sys/kernel/$f || exit 97
 done
 for f in $(ls "$FTRACE_EMU_PROCSYS/kernel"); do
@@ -103,7 +102,6 @@ def run_variant(selftests: Path, variant: str) -> dict[str, str]:
         for d in (scratch / "home", scratch / "logs", mount, procsys):
             d.mkdir(parents=True)
         (scratch / "sched_rt_runtime_us").write_text("950000\n")
-        (scratch / "ftrace_enabled").write_text("1\n")
         subprocess.run([*cli, "mount", str(mount), "--variant", variant], check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL)
         sysctl_server = None

@@ -223,3 +223,16 @@ def test_a_dead_ftrace_gives_enodev_through_the_mount():
         with pytest.raises(mfusepy.FuseOSError) as info:
             ops.open(f"/{name}", os.O_WRONLY | os.O_TRUNC)
         assert info.value.errno == errno.ENODEV
+
+
+def test_mkdir_and_rmdir_make_and_remove_instances(idle):
+    """instance_mkdir()/instance_rmdir() through the VFS: mkdir only in instances/, rmdir
+    refused while a file of the instance is open."""
+    assert sh("ls instances", idle).stdout == ""
+    assert sh("mkdir instances/foo && cat instances/foo/current_tracer instances/foo/available_tracers",
+              idle).stdout == "nop\nfunction nop\n"
+    assert "Operation not permitted" in sh("mkdir options/foo", idle).stderr
+    assert "File exists" in sh("mkdir instances/foo", idle).stderr
+    busy = sh("exec 3<instances/foo/trace_pipe; rmdir instances/foo; echo $?", idle)
+    assert "Device or resource busy" in busy.stderr and busy.stdout == "1\n"
+    assert sh("rmdir instances/foo && ls instances", idle).stdout == ""

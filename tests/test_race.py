@@ -144,7 +144,7 @@ def test_run_a_users_scenario_file(tmp_path, capsys):
     ("# ok\ncpu 0: frobnicate", "x.scn:2: unknown command 'frobnicate'"),
     ("cpu 0: insmod nothere.ko", "x.scn:1: insmod: nothere.ko: no such module file"),
     ("cpu 0: call f x", "x.scn:1: 'call f x': arguments must be integers"),
-    ("cpu 0: cat\nschedule: 0@", "x.scn:1: 'cat': expected 'cat FILE'"),
+    ("cpu 0: cat\nschedule: 0@", "x.scn:1: 'cat': expected 'cat FILE...'"),
     ("cpu 0: cat trace\nschedule: 5", "x.scn:2: schedule: '5': no CPU 5"),
     ("hello", "x.scn:1: expected 'cpu N: COMMAND'"),
     ("", "x.scn: no commands"),

@@ -208,3 +208,43 @@ def test_graph_overrun_counts_calls_too_deep_for_the_return_stack():
     s.tracefs.write("trace_options", "funcgraph-overrun")
     closing, overrun = _events(s.tracefs.read("trace"))[-2:]
     assert re.fullmatch(r" 0\)   \d\.\d{3} us    \|  \}", closing) and overrun == " (Overruns: 0)"
+
+
+def test_bin_prints_the_fields_bytes_and_other_events_their_type():
+    """print_bin_fmt() and trace_fn_bin(): pid, cpu (ints) and ts, then ip and parent_ip, as
+    they are in memory; a print event has no binary printer: trace_nop_print()'s `type: 5`."""
+    import struct
+
+    s = _traced()
+    entry = s.buffer.entries()[0]
+    s.tracefs.write("trace_marker", "hi")
+    marker = s.buffer.entries()[1]
+    s.tracefs.write("trace_options", "bin")
+    raw = s.tracefs.read("trace").encode("utf-8", "surrogateescape")
+    head = raw.index(b"#              | |")  # after the last header line
+    body = raw[raw.index(b"\n", head) + 1:]
+    assert body == (struct.pack("<iiQQQ", 0, 0, entry.ts, entry.ip, entry.parent_ip)
+                    + struct.pack("<iiQ", 0, 0, marker.ts) + b"type: 5\n")
+
+
+def test_printk_msg_only_prints_a_markers_text_alone():
+    """print_trace_line(): with trace_printk and printk-msg-only, trace_print_printk_msg_only()."""
+    s = boot("fixed")
+    s.tracefs.write("trace_marker", "just this")
+    s.tracefs.write("trace_options", "printk-msg-only")
+    assert _events(s.tracefs.read("trace")) == ["just this"]
+
+
+def test_the_graph_leaves_function_and_stack_events_to_the_default_printers():
+    """print_graph_function_flags(): TRACE_FN and TRACE_STACK are UNHANDLED, so a stack-trace
+    probe's event prints with its context, as under the function tracer."""
+    s = boot("fixed")
+    s.tracefs.write("set_graph_function", "__x64_sys_getpid")
+    s.tracefs.write("set_ftrace_filter", "get_current_pid:stacktrace")
+    s.tracefs.write("current_tracer", "function_graph")
+    s.call("workload_getpid")
+    lines = _events(s.tracefs.read("trace"))
+    at = next(i for i, line in enumerate(lines) if "<stack trace>" in line)
+    assert re.fullmatch(r" +sh-1042 +\[000\] \.\.\.\. +\d+\.\d{6}: <stack trace>", lines[at]) or \
+        re.fullmatch(r" +<idle>-0 +\[000\] \.\.\.\. +\d+\.\d{6}: <stack trace>", lines[at])
+    assert lines[at + 1].startswith(" => ")

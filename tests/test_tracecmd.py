@@ -52,8 +52,21 @@ def test_start_show_stop_drive_the_emulated_kernel(fs_busy):
     assert shown.startswith("# tracer: function\n")
     assert trace_cmd(fs_busy, "stop").returncode == 0
     assert sh("cat tracing_on", fs_busy).stdout == "0\n"
-    # trace-cmd wrote "1" to ftrace_enabled: into its own namespace's scratch file
+    # trace-cmd wrote "1" to ftrace_enabled: into the emulated kernel's, bound in its namespace
     assert (sysctl.read_text() if sysctl.exists() else None) == host_before
+
+
+def test_trace_cmds_ftrace_enabled_write_reaches_the_emulated_kernel(fs_busy):
+    """trace-cmd start writes "1" to /proc/sys/kernel/ftrace_enabled: the emulated
+    kernel.ftrace_enabled (ftrace_enable_sysctl(), kernel/trace/ftrace.c) is what it writes."""
+    from ftrace_core.tracefs.control import request
+
+    if not Path("/proc/sys/kernel/ftrace_enabled").exists():
+        pytest.skip("the host has no /proc/sys/kernel/ftrace_enabled to bind over")
+    assert request(fs_busy, {"op": "sysctl", "name": "kernel.ftrace_enabled", "value": "0"})["value"] == "0\n"
+    assert trace_cmd(fs_busy, "start", "-p", "function", "-l", "vfs_write").returncode == 0
+    assert request(fs_busy, {"op": "sysctl", "name": "kernel.ftrace_enabled"})["value"] == "1\n"
+    assert "vfs_write (1)" in sh("cat enabled_functions", fs_busy).stdout
 
 
 def test_trace_cmd_without_a_mount_gets_a_fresh_system():

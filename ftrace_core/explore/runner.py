@@ -148,10 +148,12 @@ class Prepared:
     """A booted system ready to be forked for each schedule."""
 
     def __init__(self, scenario: Scenario, variant: str, granularity: str, quantum: int,
-                 system_factory: Callable[[str], System] = boot, patching: str = "breakpoints"):
+                 system_factory: Callable[[str], System] | None = None, patching: str = "breakpoints"):
         if granularity not in GRANULARITIES:
             raise ValueError(f"unknown granularity {granularity!r}: expected one of {', '.join(GRANULARITIES)}")
         self.scenario, self.variant, self.granularity, self.quantum = scenario, variant, granularity, quantum
+        if system_factory is None:  # the scenario's kernel command line, if it has one
+            system_factory = lambda v: boot(v, cmdline=scenario.cmdline)  # noqa: E731
         self.system = system_factory(variant)
         self.system.ftrace.record_points = granularity != "coarse"
         self.system.ftrace.patching = patching

@@ -6,7 +6,9 @@ function entered at each depth, to name the function a `}` closes when its entry
 
 from __future__ import annotations
 
-from .text import DEFAULT_FORMAT, LAT_FLAGS, Header, Symbols, TraceFormat, _mark, latency_header, tracer_banner
+from .text import (
+    DEFAULT_FORMAT, LAT_FLAGS, FunctionPrinter, Header, Symbols, TraceFormat, _mark, latency_header, tracer_banner,
+)
 from ..tracer import FTRACE_RETFUNC_DEPTH, GraphEntry, PrintEntry
 
 TRACE_GRAPH_INDENT = 2
@@ -74,6 +76,7 @@ class GraphPrinter:
         self.flags = fmt.graph
         self.cpu_width = len(str(max(nr_cpus - 1, 0)))  # max_bytes_for_cpu
         self.state: dict[int, _CpuState] = {}
+        self.plain = FunctionPrinter(symbols, fmt)
 
     def _cpu(self, cpu: int) -> str:
         return f" {cpu:>{self.cpu_width}}) "
@@ -176,9 +179,8 @@ class GraphPrinter:
                 out.append(self.entry(e, nxt if leaf else None))
             elif isinstance(e, PrintEntry):  # trace_print_printk_msg_only()
                 out.append(self.comment(e, e.text))
-            else:  # a function event: its own printer's text (print-parent, no context)
-                parent = f" <-{self.symbols.sym_short(e.parent_ip)}" if self.fmt.print_parent and e.parent_ip else ""
-                out.append(self.comment(e, self.symbols.sym_short(e.ip) + parent))
+            else:  # TRACE_FN, TRACE_STACK: not the graph's to print (UNHANDLED), so the
+                out.append(self.plain.line(e, i))  # default printers print them
         return "".join(out)
 
 

@@ -5,6 +5,7 @@ forms, as the trace options choose (TraceFormat)."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
@@ -16,7 +17,7 @@ GRAPH_DEFAULT_FLAGS = frozenset({"funcgraph-cpu", "funcgraph-overhead", "funcgra
                                  "sleep-time", "graph-time"})
 #: enum trace_type (kernel/trace/trace.h): what trace_nop_print() shows for an event type
 #: without a printer of the form asked.
-TRACE_PRINT = 5
+TRACE_STACK, TRACE_PRINT = 4, 5
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class TraceFormat:
     verbose: bool = False
     raw: bool = False
     hex: bool = False
+    bin: bool = False
+    printk_msg_only: bool = False  # trace_printk and printk-msg-only both on
     context_info: bool = True
     latency: bool = False
     irq_info: bool = True
@@ -181,16 +184,28 @@ class FunctionPrinter:
         return head + f" {abs_ts:4d}: "
 
     def line(self, e, idx: int = 0, next_ts: int | None = None) -> str:
-        """One event: hex, raw or the normal form, with the context when context-info is on."""
+        """print_trace_line(): a print event's text alone with printk-msg-only; else the
+        binary, hex, raw or normal form, each with the context when context-info is on.
+        Only the function event has raw, hex and binary printers; the others print
+        trace_nop_print()'s `type: N` there."""
         fmt = self.fmt
         printed = isinstance(e, PrintEntry)
+        other = printed or isinstance(e, StackEntry)
+        if printed and fmt.printk_msg_only:  # trace_print_printk_msg_only()
+            return e.text
+        if fmt.bin:  # print_bin_fmt(): the fields' bytes as they are in memory
+            head = struct.pack("<iiQ", e.pid, e.cpu, e.ts) if fmt.context_info else b""
+            body = f"type: {_type(e)}\n".encode() if other else struct.pack("<QQ", e.ip, e.parent_ip)
+            return (head + body).decode("utf-8", "surrogateescape")
         if fmt.hex:  # print_hex_fmt(): each field in hex, as wide as its type
             head = f"{e.pid & 0xFFFFFFFF:08x} {e.cpu:08x} {e.ts:016x} " if fmt.context_info else ""
-            body = f"type: {TRACE_PRINT}\n" if printed else f"{e.ip:016x} {e.parent_ip:016x} "
+            body = f"type: {_type(e)}\n" if other else f"{e.ip:016x} {e.parent_ip:016x} "
             return head + body + "\n"
-        if fmt.raw:  # print_raw_fmt()
+        if fmt.raw:  # print_raw_fmt(); trace_print_raw() for a print event
             head = f"{e.pid} {e.cpu} {e.ts} " if fmt.context_info else ""
-            return head + (f"# {e.ip:x} {e.text}" if printed else f"{e.ip:x} {e.parent_ip:x}\n")
+            if printed:
+                return head + f"# {e.ip:x} {e.text}"
+            return head + (f"type: {_type(e)}\n" if other else f"{e.ip:x} {e.parent_ip:x}\n")
         head = self.context(e, idx, next_ts) if fmt.context_info else ""
         if printed:  # trace_print_print(): the writer by name, then the text
             return f"{head}tracing_mark_write: {e.text}"
@@ -200,6 +215,11 @@ class FunctionPrinter:
         if fmt.print_parent and e.parent_ip:
             text += " <-" + self.ip_sym(e.parent_ip)
         return text + "\n"
+
+
+def _type(e) -> int:
+    """enum trace_type of an event without raw/hex/binary printers."""
+    return TRACE_PRINT if isinstance(e, PrintEntry) else TRACE_STACK
 
 
 def format_lost(cpu: int, lost: int) -> str:

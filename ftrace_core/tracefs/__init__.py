@@ -17,31 +17,24 @@ from typing import TYPE_CHECKING, Callable, Generator, Iterator
 
 from emu.sched import Lock, run_to_completion
 
-from ..errors import FtraceDead, TracefsError
-from ..flags import (
-    FTRACE_FL_ENABLED, FTRACE_FL_IPMODIFY, FTRACE_FL_REGS, FTRACE_FL_TRAMP_EN, FTRACE_START_FUNC_RET,
-    FTRACE_STOP_FUNC_RET, ftrace_rec_count,
-)
+from ..errors import TracefsError
+from ..flags import FTRACE_FL_ENABLED, FTRACE_FL_IPMODIFY, FTRACE_FL_REGS, FTRACE_FL_TRAMP_EN, ftrace_rec_count
 from ..hash import FtraceHash
-from ..output import Header, buffer_header, format_entries, format_graph, format_lost, trace_header
-from ..tracer import ENTRY_BYTES, PrintEntry, trace_comm
-from . import buffers as _buffers, clock as _clock, options as _options
+from . import buffers as _buffers, options as _options
+from .array import TRACERS, TraceArray, kstrtoul, nsecs_read
 from .graph import GRAPH_FILES, GraphHandle
-from .parser import TraceParser
 from .regex import O_APPEND, O_TRUNC, RegexHandle
 
 if TYPE_CHECKING:
     from ..system import System
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
-TRACERS = ("function_graph", "function", "nop")
-_FILTER_FILES = {"set_ftrace_filter": True, "set_ftrace_notrace": False}
 #: The files, for checking names before anything runs (scenario files, the CLI).
 WRITABLE_FILES = ("function_profile_enabled", "stack_max_size", "stack_trace_filter",  # ftrace_core.tracers
                   "buffer_size_kb", "current_tracer", "events/enable", "max_graph_depth", "trace_marker", "tracing_cpumask", "set_event", "set_ftrace_filter",
                   "set_ftrace_notrace", "set_ftrace_pid", "set_graph_function", "set_graph_notrace", "trace",
                   "tracing_on", "trace_options", "trace_clock", *_options.option_files(lambda feature: True),
-                  *_buffers.WRITABLE)
+                  *_buffers.WRITABLE, "tracing_max_latency", "tracing_thresh")
 READABLE_FILES = ("function_profile_enabled", "trace_stat/function0", "trace_stat/function1",
                   "stack_max_size", "stack_trace", "stack_trace_filter",  # ftrace_core.tracers
                   "README", "available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer", "events/enable",
@@ -49,7 +42,7 @@ READABLE_FILES = ("function_profile_enabled", "trace_stat/function0", "trace_sta
                   "tracing_cpumask",
                   "enabled_functions", "set_ftrace_filter", "set_ftrace_notrace", "set_ftrace_pid", "trace", "trace_pipe",
                   "tracing_on", "trace_options", "trace_clock", *_options.option_files(lambda feature: True),
-                  *_buffers.READABLE)
+                  *_buffers.READABLE, "tracing_max_latency", "tracing_thresh", "available_events")
 #: Each file's mode, as tracer_init_tracefs() (kernel/trace/trace.c), ftrace_init_dyn_tracefs()
 #: (kernel/trace/ftrace.c) and create_event_toplevel_files() (kernel/trace/trace_events.c)
 #: create them in the v4.4-v4.8 trees.
@@ -72,22 +65,10 @@ FILE_MODES = {
 #: Per-CPU buffers are held in host memory: keep them to a sane size.
 MAX_BUFFER_KB = 65536
 ULONG_MAX = (1 << 64) - 1
+#: instance_mkdir(): the directory under which `mkdir` makes a trace array.
+INSTANCES = "instances"
 
 
-def kstrtoul(name: str, data: bytes) -> int:
-    """kstrtoul_from_user(buf, count, 10): a decimal unsigned long, one trailing newline
-    allowed; -EINVAL otherwise, -ERANGE past ULONG_MAX."""
-    text = data.decode("latin-1")
-    if text.endswith("\n"):
-        text = text[:-1]
-    if text.startswith("+"):
-        text = text[1:]
-    if not text or not text.isascii() or not text.isdigit():
-        raise TracefsError(f"{name}: {data!r} is not a decimal number", errno.EINVAL)
-    value = int(text)
-    if value > ULONG_MAX:
-        raise TracefsError(f"{name}: {text} is out of range", errno.ERANGE)
-    return value
 
 
 class _SeqRead:
@@ -122,11 +103,11 @@ class SimpleHandle(_SeqRead):
 
 
 class FilterHandle(_SeqRead, RegexHandle):
-    """set_ftrace_filter / set_ftrace_notrace: ftrace_regex_open() semantics, and reads of
-    the committed hash under ftrace_lock."""
+    """set_ftrace_filter / set_ftrace_notrace of a trace array's ops: ftrace_regex_open()
+    semantics, and reads of the committed hash under ftrace_lock."""
 
-    def __init__(self, tracefs: "Tracefs", name: str, flags: int):
-        RegexHandle.__init__(self, tracefs.system, name, _FILTER_FILES[name], (flags & 3) != O_RDONLY, flags)
+    def __init__(self, tracefs: "Tracefs", name: str, filter_hash: bool, flags: int, ops=None):
+        RegexHandle.__init__(self, tracefs.system, name, filter_hash, (flags & 3) != O_RDONLY, flags, ops)
         self.tracefs = tracefs
 
 
@@ -152,6 +133,27 @@ class OpenFile:
         run_to_completion(self.handle.release_steps())
 
 
+class _Held:
+    """An open file of an instance: the instance is in use until the file is released
+    (trace_array_get() at open, trace_array_put() at release)."""
+
+    def __init__(self, handle, array: TraceArray):
+        self.handle, self.array = handle, array
+        array.refs += 1
+
+    def read_steps(self):
+        return self.handle.read_steps()
+
+    def write_steps(self, data: bytes):
+        return self.handle.write_steps(data)
+
+    def release_steps(self) -> Generator[object, None, None]:
+        try:
+            yield from self.handle.release_steps()
+        finally:
+            self.array.refs -= 1
+
+
 @dataclass(frozen=True)
 class TracefsFile:
     """One file of the tree: its mode (as the tree creates it), what a read shows, what a
@@ -166,42 +168,51 @@ class TracefsFile:
 
 
 class Tracefs:
-    """The tree: files by path ("events/enable"), each a TracefsFile; the tracefs pieces
-    (options, trace_clock, ...) add theirs with add()."""
+    """The tree: files by path ("events/enable"), each a TracefsFile, and its directories.
+    The top-level trace array's files and the files of the whole of ftrace (the records,
+    the graph filters, README) are at the top; each instance's under instances/NAME/.
+    The other pieces (set_ftrace_pid, the profiler, the stack tracer) add theirs with add()."""
 
     def __init__(self, system: "System"):
         self.system = system
-        self.current_tracer = "nop"
         self.trace_types_lock = Lock("trace_types_lock")
         self._files: dict[str, TracefsFile] = {}
+        self.dirs: set[str] = {INSTANCES}  # directories that exist even when empty
+        self.instances: dict[str, TraceArray] = {}
         add = self.add
-        add("current_tracer", lambda: self.current_tracer + "\n", self._write_current_tracer, lock="trace_types_lock")
-        add("available_tracers", lambda: " ".join(TRACERS) + "\n")
-        add("tracing_on", lambda: ("1" if system.tracer.tracing_on else "0") + "\n", self._write_tracing_on)
-        for name, enable in _FILTER_FILES.items():
-            hash_ = "filter_hash" if enable else "notrace_hash"
-            add(name, lambda h=hash_, n=not enable: self._read_hash(getattr(system.global_ops, h), notrace=n),
-                opener=self._open_filter, lock="ftrace_lock")
         add("available_filter_functions", self._available_filter_functions, lock="ftrace_lock")
         add("enabled_functions", self._enabled_functions, lock="ftrace_lock")
-        add("trace", self.trace_text, self._write_trace, opener=self._open_trace)
-        add("trace_pipe", self.trace_pipe_text)
-        add("set_event", lambda: "", self._write_set_event)  # no event is enabled: none can be
         for name in GRAPH_FILES:
             add(name, lambda n=name: run_to_completion(GraphHandle(system, n, 0).read_steps()),
                 opener=self._open_graph)
         add("max_graph_depth", lambda: f"{system.graph.max_depth}\n", self._write_max_graph_depth)
-        # system_enable_read(): the ftrace events count (they have a ->reg) and none is on
-        add("events/enable", lambda: "0\n", self._write_events_enable)
-        add("trace_marker", self._read_trace_marker, self._write_trace_marker)
         add("README", self._readme)
-        # tracing_cpumask_read(): "%*pb", the mask's nr_cpu_ids bits in hex
-        add("tracing_cpumask", lambda: f"{sum(1 << c for c in system.buffer.recording_cpus):x}\n",
-            self._write_tracing_cpumask)
-        self.clock = _clock.install(self)
-        self.options = _options.install(self)
-        self.buffers = _buffers.install(self)
-        add("buffer_size_kb", self.buffers.buffer_size_kb, self.buffers.write_buffer_size_kb)
+        # event_trace_init(): the events that can be enabled (t_show() of ftrace_avail_fops);
+        # this kernel's only events are ftrace's own, flagged TRACE_EVENT_FL_IGNORE_ENABLE
+        add("available_events", lambda: "", mode=0o444)
+        self.thresh_ns = 0  # tracing_thresh
+        add("tracing_thresh", lambda: nsecs_read(self.thresh_ns), self._write_tracing_thresh, mode=0o644)
+        self.top = TraceArray(self)
+
+    # -- the top-level trace array, as the rest of the project reaches it -----------------------
+    @property
+    def current_tracer(self) -> str:
+        return self.top.current_tracer
+
+    @property
+    def options(self):
+        return self.top.options
+
+    @property
+    def clock(self):
+        return self.top.clock
+
+    @property
+    def buffers(self):
+        return self.top.buffers
+
+    def trace_text(self, cpu: int | None = None) -> str:
+        return self.top.trace_text(cpu)
 
     def add(self, name: str, read: Callable[[], str], write: Callable[[bytes], Iterator[object]] | None = None,
             opener: Callable[[str, int], object] | None = None, lock: str | None = None,
@@ -222,41 +233,71 @@ class Tracefs:
     def writable_files(self) -> list[str]:
         return sorted(name for name, f in self._files.items() if f.write or f.opener)
 
+    # -- instances/ (instance_mkdir(), instance_rmdir()) ----------------------------------------
+    def mkdir_steps(self, path: str) -> Generator[object, None, None]:
+        """mkdir(2): only under instances/ (tracefs's other directories have no ->mkdir:
+        -EPERM); an existing name is -EEXIST.  The new trace array starts with nop, the top
+        level's trace options, and an empty buffer of the default size."""
+        parent, _, name = path.strip("/").rpartition("/")
+        if parent != INSTANCES or not name:
+            raise TracefsError(f"{path}: directories are made only in {INSTANCES}/", errno.EPERM)
+        yield from self.trace_types_lock.acquire()
+        try:
+            if name in self.instances:
+                raise TracefsError(f"{path}: the instance exists", errno.EEXIST)
+            self.instances[name] = TraceArray(self, name, copy_flags=set(self.top.options.flags))
+        finally:
+            self.trace_types_lock.release()
+
+    def rmdir_steps(self, path: str) -> Generator[object, None, None]:
+        """rmdir(2) of an instance: -EBUSY while a file of it is open, else its tracer is
+        stopped (tracing_set_nop()) and its files and buffers go."""
+        parent, _, name = path.strip("/").rpartition("/")
+        if parent != INSTANCES or not name:
+            raise TracefsError(f"{path}: only instances can be removed", errno.EPERM)
+        yield from self.trace_types_lock.acquire()
+        try:
+            array = self.instances.get(name)
+            if array is None:
+                raise TracefsError(f"{path}: no such instance", errno.ENODEV)
+            if array.refs:
+                raise TracefsError(f"{path}: {array.refs} file(s) of it are open", errno.EBUSY)
+            yield from array.set_nop()
+            del self.instances[name]
+            for file in [f for f in self._files if f.startswith(array.prefix)]:
+                del self._files[file]
+        finally:
+            self.trace_types_lock.release()
+
+    def mkdir(self, path: str) -> None:
+        run_to_completion(self.mkdir_steps(path))
+
+    def rmdir(self, path: str) -> None:
+        run_to_completion(self.rmdir_steps(path))
+
+    def _array_of(self, name: str) -> TraceArray | None:
+        if name.startswith(INSTANCES + "/"):
+            return self.instances.get(name.split("/", 2)[1])
+        return None
+
     # -- the file interface -------------------------------------------------------------------
     def open_steps(self, name: str, flags: int = O_RDONLY) -> Generator[object, None, object]:
         """open(2) on a tracefs file: a handle, or TracefsError with the kernel's errno."""
         file = self._files.get(name)
         if file is None:
-            raise TracefsError(f"{name}: no such tracefs file (have: {', '.join(self.files)})", errno.ENOENT)
+            raise TracefsError(f"{name}: no such tracefs file (try: ls)", errno.ENOENT)
         # A file with no write method opens for writing (root passes the mode check) and each
         # write fails with -EINVAL, as vfs_write() answers without FMODE_CAN_WRITE.
         if file.opener is not None:
-            return (yield from file.opener(name, flags))
-        return SimpleHandle(self, name, flags)
-
-    def _open_filter(self, name: str, flags: int) -> Generator[object, None, object]:
-        ftrace = self.system.ftrace
-        ftrace.touch_disabled()
-        if ftrace.ftrace_disabled:  # ftrace_regex_open(): -ENODEV once ftrace is dead
-            raise FtraceDead(name)
-        yield from ()
-        return FilterHandle(self, name, flags)
+            handle = yield from file.opener(name, flags)
+        else:
+            handle = SimpleHandle(self, name, flags)
+        array = self._array_of(name)
+        return _Held(handle, array) if array is not None else handle
 
     def _open_graph(self, name: str, flags: int) -> Generator[object, None, object]:
         yield from ()
         return GraphHandle(self.system, name, flags)
-
-    def _open_trace(self, name: str, flags: int, cpu: int | None = None) -> Generator[object, None, object]:
-        if (flags & 3) != O_RDONLY and flags & O_TRUNC:
-            # tracing_open(): opening `trace` for writing with O_TRUNC empties the buffers
-            # (per_cpu/cpuN/trace: that CPU's, tracing_reset()).
-            if cpu is None:
-                self._reset_buffer()
-            else:
-                self._touch(("trace",), write=True)
-                self.system.buffer.reset(cpu)
-        yield from ()
-        return SimpleHandle(self, name, flags)
 
     def open(self, name: str, flags: int = O_RDONLY) -> OpenFile:
         """open(2): an OpenFile, or TracefsError with the kernel's errno."""
@@ -315,206 +356,44 @@ class Tracefs:
         if tracker is not None:
             tracker.touch(token, write)
 
-    # -- current_tracer, tracing_on, trace ----------------------------------------------------
-    def _write_current_tracer(self, data: bytes) -> Iterator[object]:
-        """tracing_set_trace_write(): trailing whitespace stripped, then tracing_set_tracer()."""
-        name = data.decode("latin-1").rstrip()
-        if name not in TRACERS:
-            raise TracefsError(f"current_tracer: no tracer named {name!r} (available: {' '.join(TRACERS)})",
-                               errno.EINVAL)
-        # tracing_set_tracer() runs under trace_types_lock.
-        yield from self.trace_types_lock.acquire()
-        try:
-            if name == self.current_tracer:
-                return
-            yield from self._tracer_stop(self.current_tracer)
-            self.current_tracer = "nop"
-            self._reset_buffer()  # tracer_init() resets the buffers
-            yield from self._tracer_start(name)
-            self.current_tracer = name
-        finally:
-            self.trace_types_lock.release()
-
-    def _tracer_start(self, name: str) -> Iterator[object]:
-        """function: global_ops calls function_trace_call; function_trace_init() ignores what
-        register_ftrace_function() returns, so on a dead ftrace the write still succeeds.
-        function_graph: global_ops calls the stub and ftrace_graph_call jumps to the graph
-        caller; graph_trace_init() fails with register_ftrace_graph()'s error."""
-        s = self.system
-        if name == "nop":
-            return
-        graph = name == "function_graph"
-        if graph and s.graph.entry_handler is not None:  # register_ftrace_graph(): one graph user
-            raise TracefsError("current_tracer: function_graph: the function graph is in use (by the function "
-                               "profiler: echo 0 > function_profile_enabled)", errno.EBUSY)
-        # function_trace_init(): function_stack_trace_call when func_stack_trace is set
-        s.configure_global_ops(graph, stack_trace=not graph and self.options.tracer_on("function", "func_stack_trace"))
-        self.buffers.record_cmdlines(True)  # tracing_start_cmdline_record()
-        ret = yield from s.ftrace.register_ftrace_function(s.global_ops, FTRACE_START_FUNC_RET if graph else 0)
-        if ret and graph:
-            self.buffers.record_cmdlines(False)
-            raise self._errno_error("current_tracer", ret)
-        s.graph.active = graph and not ret
-
-    def _tracer_stop(self, name: str) -> Iterator[object]:
-        """The tracer's reset: unregistering's error is ignored by both tracers."""
-        s = self.system
-        if name == "nop":
-            return
-        graph = name == "function_graph"
-        yield from s.ftrace.unregister_ftrace_function(s.global_ops, FTRACE_STOP_FUNC_RET if graph else 0)
-        self.buffers.record_cmdlines(False)  # tracing_stop_cmdline_record()
-        s.graph.active = False
-
-    def _write_tracing_on(self, data: bytes) -> Iterator[object]:
-        """rb_simple_write(): any unsigned number; non-zero turns the ring buffer on and calls
-        the tracer's start (the function tracer's empties the buffers), zero turns it off."""
-        value = kstrtoul("tracing_on", data)
-        yield from self.trace_types_lock.acquire()
-        try:
-            self._touch(("trace",), write=True)
-            self.system.set_tracing_on(bool(value))
-            if value and self.current_tracer == "function":
-                self._reset_buffer()  # function_trace_start(): tracing_reset_online_cpus()
-        finally:
-            self.trace_types_lock.release()
-
-    def _write_trace(self, data: bytes) -> Iterator[object]:
-        """tracing_write_stub(): writes are taken and ignored (O_TRUNC at open cleared it)."""
-        yield from ()
-
-    def print_trace(self, entries: list, head: Header | None, lost: list[int], time_start: int = 0) -> str:
-        """Events as the current tracer prints them under the trace options (head None: no
-        header, as trace_pipe): the function event with seq_print_ip_sym() (bare names),
-        function_graph with %ps (" [mod]")."""
-        s = self.system
-        fmt = self.options.format()
-        if self.current_tracer == "function_graph":
-            lines = format_graph(entries, s.env, len(s.kernel.cpus), head, fmt)
-            if head is None:
-                lines = "".join(format_lost(cpu, n) for cpu, n in enumerate(lost) if n) + lines
-            return lines
-        text = trace_header(head, fmt) if head is not None else ""
-        return text + format_entries(entries, s.env, lost, fmt, time_start)
-
-    def trace_text(self, cpu: int | None = None) -> str:
-        """`trace` (or per_cpu/cpuN/trace): the header counts every CPU's events; the
-        non-consuming iterator prints no LOST lines (v4.4-v4.8 trace.c peek_next_entry() asks
-        for lost events only when consuming)."""
-        s = self.system
-        head = buffer_header(self.current_tracer, s.buffer, len(s.kernel.cpus), s.ftrace.ftrace_disabled,
-                             s.tree.uname)
-        return self.print_trace(s.buffer.entries(cpu), head, [0] * len(s.kernel.cpus), s.buffer.time_start)
-
-    def trace_pipe_text(self, cpu: int | None = None) -> str:
-        """trace_pipe (or per_cpu/cpuN/trace_pipe): the events consumed, no header; lost
-        events said first."""
-        entries, lost = self.system.buffer.consume(cpu)
-        return self.print_trace(entries, None, lost, self.system.buffer.time_start)
-
-    def _reset_buffer(self) -> None:
-        """tracing_reset_online_cpus(): the buffers emptied, their start time now."""
-        s = self.system
-        self._touch(("trace",), write=True)
-        s.buffer.reset()
-        s.buffer.time_start = s.buffer.now(s.kernel.cpus[s.kernel.current_cpu])
-
+    # -- the files of the whole of ftrace -------------------------------------------------------
     def _write_max_graph_depth(self, data: bytes) -> Iterator[object]:
         """graph_depth_write(): a decimal unsigned long, kept in an int (printed with %d)."""
         value = kstrtoul("max_graph_depth", data) & 0xFFFFFFFF
         self.system.graph.max_depth = value - (1 << 32) if value >> 31 else value
         yield from ()
 
-    def _write_tracing_cpumask(self, data: bytes) -> Iterator[object]:
-        """tracing_cpumask_write(): cpumask_parse_user() (bitmap_parse: comma-separated
-        32-bit hex chunks, -EINVAL for anything else, -EOVERFLOW past NR_CPUS, 64 in
-        x86_64's defconfig), then recording is switched off on each CPU leaving the mask
-        and on for each CPU joining it."""
-        text = data.decode("latin-1").rstrip("\n\t ")
-        value = 0
-        for chunk in text.split(",") if text else []:
-            if not chunk or len(chunk) > 8 or any(c not in "0123456789abcdefABCDEF" for c in chunk):
-                raise TracefsError(f"tracing_cpumask: {text!r} is not a hex CPU mask", errno.EINVAL)
-            value = (value << 32) | int(chunk, 16)
-        if value >> 64:
-            raise TracefsError(f"tracing_cpumask: {text!r} names CPUs past NR_CPUS (64)", errno.EOVERFLOW)
-        self._touch(("trace",), write=True)
-        self.system.buffer.set_recording_cpus({c for c in range(len(self.system.kernel.cpus)) if value >> c & 1})
-        yield from ()
+    def _write_tracing_thresh(self, data: bytes) -> Iterator[object]:
+        """tracing_thresh_write(): microseconds kept as ns, then the current tracer's
+        update_thresh: function_graph starts again (graph_trace_update_thresh()), now with
+        trace_graph_thresh_entry()/_return() when the threshold is set."""
+        value = kstrtoul("tracing_thresh", data) * 1000 & ((1 << 64) - 1)
+        yield from self.trace_types_lock.acquire()
+        try:
+            self.thresh_ns = value
+            if self.top.current_tracer == "function_graph":
+                yield from self.top._tracer_stop("function_graph")
+                yield from self.top._tracer_start("function_graph")
+        finally:
+            self.trace_types_lock.release()
 
     def _readme(self) -> str:
         """README: the kernel's is a mini-HOWTO of its files (tools such as ftracetest grep it
         for the features a kernel has); this one, in this project's words, names the files
         this tracefs serves, one a line, so the same greps find exactly those."""
         lines = ["tracing mini-HOWTO (ftrace-emu): the files of this tracefs", ""]
-        lines += [f"  {name}" for name in self.files if name != "README"]
+        lines += [f"  {name}" for name in self.files if name != "README" and not name.startswith(INSTANCES + "/")]
+        lines += [f"  {INSTANCES}/  (mkdir NAME: a trace array of its own)"]
         return "\n".join(lines) + "\n"
 
-    @staticmethod
-    def _read_trace_marker() -> str:
-        # tracing_mark_fops has no .read: the VFS answers -EINVAL
-        raise TracefsError("trace_marker: not readable", errno.EINVAL)
-
-    def _write_trace_marker(self, data: bytes) -> Generator[object, None, int]:
-        """tracing_mark_write() (kernel/trace/trace.c, v4.4-v4.8): at most TRACE_BUF_SIZE
-        (1024) bytes a write become one print event of the writer's CPU, a newline added
-        when missing; with the markers option off the write fails with -EINVAL, with the
-        ring buffer off with -EBADF."""
-        data = data[:1024]
-        s = self.system
-        if not self.options.on("markers"):
-            raise TracefsError("trace_marker: the markers option is off", errno.EINVAL)
-        self._touch(("trace",), write=True)
-        if not s.tracer.tracing_on:
-            raise TracefsError("trace_marker: the ring buffer is off (tracing_on is 0)", errno.EBADF)
-        cpu = s.kernel.cpus[s.kernel.current_cpu]
-        text = data.decode("utf-8", "replace")
-        if not text.endswith("\n"):
-            text += "\n"
-        s.buffer.pull()  # the guest recorder's events so far come first
-        s.buffer.record(PrintEntry(s.buffer.now(cpu), cpu.index, trace_comm(cpu.task), cpu.task.pid, text))
-        yield from ()
-        return len(data)
-
-    def _write_events_enable(self, data: bytes) -> Iterator[object]:
-        """system_enable_write() (kernel/trace/trace_events.c, v4.8) on events/enable: 0 or 1,
-        then __ftrace_set_clr_event() over every event.  This kernel models only the ftrace
-        subsystem's events, which cannot be switched (TRACE_EVENT_FL_IGNORE_ENABLE); a real
-        v4.8 kernel has others (sched, irq, ...), so 0 ("all off") succeeds as it would
-        there, with nothing to switch off, and 1 is -EINVAL: nothing here can be enabled."""
-        value = kstrtoul("events/enable", data)
-        if value not in (0, 1):
-            raise TracefsError(f"events/enable: {value}: expected 0 or 1", errno.EINVAL)
-        if value == 1:
-            raise TracefsError("events/enable: no event of this kernel can be enabled (its only events are "
-                               "ftrace's own)", errno.EINVAL)
-        yield from ()
-
-    def _write_set_event(self, data: bytes) -> Generator[object, None, int]:
-        """ftrace_event_write() (kernel/trace/trace_events.c, v4.8): one token a write, read
-        by a parser of its own each write (EVENT_BUF_SIZE 127), then ftrace_set_clr_event().
-        The only events of this kernel are the ftrace subsystem's, which are flagged
-        TRACE_EVENT_FL_IGNORE_ENABLE, so no token names one that can be switched: -EINVAL, as
-        __ftrace_set_clr_event_nolock() returns when nothing matched.  Opening with O_TRUNC
-        (ftrace_clear_events()) has nothing to clear."""
-        parser = TraceParser(127 + 1)
-        taken = parser.get_user(data)
-        if taken < 0:
-            raise TracefsError(f"set_event: {data[:40]!r}: token too long", -taken)
-        if parser.loaded:
-            raise TracefsError(f"set_event: no event matches {parser.token!r} (this kernel's only events are "
-                               "ftrace's own, which cannot be enabled)", errno.EINVAL)
-        yield from ()
-        return taken
-
-    # -- listings ---------------------------------------------------------------------------
-    def _read_hash(self, hash_: FtraceHash, notrace: bool) -> str:
-        # set_ftrace_filter lists the function probes after the functions (t_hash_show()).
-        probes = "" if notrace else self.system.probes.listing()
+    def read_hash(self, hash_: FtraceHash, notrace: bool, probes: bool = False) -> str:
+        """t_show() over an ops' hash: the functions in it, in record order, or the empty
+        hash's line; then, for set_ftrace_filter (FTRACE_ITER_DO_HASH), the function probes."""
+        listing = self.system.probes.listing() if probes else ""
         if hash_.empty:
-            return ("#### no functions disabled ####\n" if notrace else "#### all functions enabled ####\n") + probes
+            return ("#### no functions disabled ####\n" if notrace else "#### all functions enabled ####\n") + listing
         name = self.system.env.name_ip
-        return "".join(f"{name(rec.ip)}\n" for rec in self.system.ftrace.records if rec.ip in hash_) + probes
+        return "".join(f"{name(rec.ip)}\n" for rec in self.system.ftrace.records if rec.ip in hash_) + listing
 
     def _available_filter_functions(self) -> str:
         ftrace = self.system.ftrace
@@ -542,8 +421,5 @@ class Tracefs:
             lines.append(line + "\n")
         return "".join(lines)
 
-    @staticmethod
-    def _errno_error(file: str, ret: int) -> TracefsError:
-        if ret == -errno.ENODEV:
-            return FtraceDead(file)
-        return TracefsError(f"{file}: failed with {-ret} ({errno.errorcode.get(-ret, '?')})", -ret)
+
+__all__ = ["FILE_MODES", "INSTANCES", "READABLE_FILES", "TRACERS", "Tracefs", "WRITABLE_FILES", "kstrtoul"]

@@ -21,7 +21,7 @@ from ..output.text import tracer_banner
 from ..tracer import ENTRY_BYTES, RingBuffer
 
 if TYPE_CHECKING:
-    from . import Tracefs
+    from .array import TraceArray
 
 SNAPSHOT_MAIN_HELP = (
     "# echo 0 > snapshot : Clears and frees snapshot buffer\n"
@@ -78,12 +78,13 @@ class SavedCmdlines:
 class Buffers:
     """The snapshot buffer, the per-CPU files and the sizes of one trace array."""
 
-    def __init__(self, tracefs: "Tracefs"):
-        self.tracefs = tracefs
-        self.system = tracefs.system
+    def __init__(self, array: "TraceArray"):
+        self.array = array
+        self.system = array.system
         self.snapshot = RingBuffer(len(self.system.kernel.cpus), 1)
         self.allocated_snapshot = False
-        self.cmdlines = SavedCmdlines()
+        # savedcmd is the kernel's one map, which every trace array's events fill
+        self.cmdlines = SavedCmdlines() if array.name is None else array.tree.top.buffers.cmdlines
         self._saved_at = [0] * len(self.system.kernel.cpus)  # events written at the last save
 
     # -- the snapshot (update_max_tr(), alloc_snapshot(), free_snapshot()) ------------------------
@@ -91,7 +92,7 @@ class Buffers:
         """alloc_snapshot(): the snapshot buffer takes the live buffer's size."""
         if not self.allocated_snapshot:
             self.snapshot = RingBuffer(len(self.system.kernel.cpus), 1)
-            for cpu, size in enumerate(self.system.buffer.sizes):
+            for cpu, size in enumerate(self.array.buffer.sizes):
                 self.snapshot.resize(size, cpu)
             self.allocated_snapshot = True
         return 0
@@ -103,14 +104,14 @@ class Buffers:
     def take_snapshot(self) -> None:
         """update_max_tr(): the live buffer's events go to the snapshot, and the live buffer
         carries on in what the snapshot held."""
-        self.system.buffer.swap(self.snapshot)
+        self.array.buffer.swap(self.snapshot)
 
     def tracing_snapshot(self, cpu=None) -> None:
         """tracing_snapshot() (the snapshot probe command): the swap; with no snapshot
         allocated the kernel stops tracing instead (after two warning lines in the trace,
         which this port does not write)."""
         if not self.allocated_snapshot:
-            self.system.set_tracing_on(False)
+            self.array.set_tracing_on(False)
             return
         self.take_snapshot()
 
@@ -121,9 +122,9 @@ class Buffers:
 
         name = "snapshot" if cpu is None else f"per_cpu/cpu{cpu}/snapshot"
         value = kstrtoul(name, data)
-        yield from self.tracefs.trace_types_lock.acquire()
+        yield from self.array.trace_types_lock.acquire()
         try:
-            self.tracefs._touch(("trace",), write=True)
+            self.array._touch(("trace",), write=True)
             if value == 0:
                 if cpu is not None:
                     raise TracefsError(f"{name}: 0 is for the main snapshot file", errno.EINVAL)
@@ -138,29 +139,29 @@ class Buffers:
             elif self.allocated_snapshot:
                 self.snapshot.reset(cpu)
         finally:
-            self.tracefs.trace_types_lock.release()
+            self.array.trace_types_lock.release()
 
     def read_snapshot(self, cpu: int | None = None) -> str:
         """The snapshot as `trace` prints the live buffer; when empty, print_snapshot_help()."""
         s = self.system
-        tracefs = self.tracefs
-        head = Header(tracefs.current_tracer, self.snapshot.entries_in_buffer, self.snapshot.entries_written,
+        array = self.array
+        head = Header(array.current_tracer, self.snapshot.entries_in_buffer, self.snapshot.entries_written,
                       len(s.kernel.cpus), s.ftrace.ftrace_disabled, s.tree.uname)
         entries = self.snapshot.entries(cpu)
         if not entries:
             state = "allocated" if self.allocated_snapshot else "freed"
             return (tracer_banner(head) + f"#\n# * Snapshot is {state} *\n#\n# Snapshot commands:\n"
                     + (SNAPSHOT_MAIN_HELP if cpu is None else SNAPSHOT_PERCPU_HELP))
-        return tracefs.print_trace(entries, head, [0] * len(s.kernel.cpus), self.snapshot.time_start)
+        return array.print_trace(entries, head, [0] * len(s.kernel.cpus), self.snapshot.time_start)
 
     # -- per_cpu/cpuN/ ------------------------------------------------------------------------
     def stats(self, cpu: int) -> str:
         """tracing_stats_read(): the CPU buffer's counters; times as the clock counts them."""
-        buffer = self.system.buffer
+        buffer = self.array.buffer
         held = buffer.entries(cpu)
         oldest = held[0].ts if held else 0
         now = buffer.now(self.system.kernel.cpus[cpu])
-        if self.tracefs.clock.in_ns:
+        if self.array.clock.in_ns:
             def show(ts: int) -> str:
                 return f"{ts // 1_000_000_000:5d}.{ts % 1_000_000_000 // 1000:06d}"
         else:
@@ -172,14 +173,14 @@ class Buffers:
 
     def buffer_size_kb(self, cpu: int | None = None) -> str:
         """tracing_entries_read(): the size in KB, or X when the CPUs' sizes differ."""
-        sizes = [size * ENTRY_BYTES // 1024 for size in self.system.buffer.sizes]
+        sizes = [size * ENTRY_BYTES // 1024 for size in self.array.buffer.sizes]
         if cpu is not None:
             return f"{sizes[cpu]}\n"
         return f"{sizes[0]}\n" if len(set(sizes)) == 1 else "X\n"
 
     def buffer_total_size_kb(self) -> str:
         """tracing_total_entries_read(): the CPUs' sizes added."""
-        return f"{sum(size * ENTRY_BYTES // 1024 for size in self.system.buffer.sizes)}\n"
+        return f"{sum(size * ENTRY_BYTES // 1024 for size in self.array.buffer.sizes)}\n"
 
     def write_buffer_size_kb(self, data: bytes, cpu: int | None = None) -> Iterator[object]:
         """tracing_entries_write(): KB per CPU, at least 1 (the snapshot follows when
@@ -194,8 +195,8 @@ class Buffers:
             raise TracefsError(f"{name}: {value}: this machine keeps at most {MAX_BUFFER_KB} KB a CPU",
                                errno.ENOMEM)
         entries = max(1, value * 1024 // ENTRY_BYTES)
-        self.tracefs._touch(("trace",), write=True)
-        self.system.buffer.resize(entries, cpu)
+        self.array._touch(("trace",), write=True)
+        self.array.buffer.resize(entries, cpu)
         if self.allocated_snapshot:
             self.snapshot.resize(entries, cpu)
         yield from ()
@@ -203,10 +204,10 @@ class Buffers:
     def release_free_buffer(self) -> None:
         """tracing_free_buffer_release(): tracing off with disable_on_free, then the buffer
         shrinks to its least (one entry a CPU here)."""
-        if self.tracefs.options.on("disable_on_free"):
-            self.system.set_tracing_on(False)
-        self.tracefs._touch(("trace",), write=True)
-        self.system.buffer.resize(1)
+        if self.array.options.on("disable_on_free"):
+            self.array.set_tracing_on(False)
+        self.array._touch(("trace",), write=True)
+        self.array.buffer.resize(1)
 
     # -- saved_cmdlines ------------------------------------------------------------------------
     def record_cmdlines(self, on: bool) -> None:
@@ -222,7 +223,7 @@ class Buffers:
         """tracing_record_cmdline() from the sched_switch probe: the task switched out is
         saved when its CPU recorded an event since the last save (trace_cmdline_save, set
         by each commit)."""
-        written = self.system.buffer.written[cpu.index]
+        written = self.array.buffer.written[cpu.index]
         if written != self._saved_at[cpu.index] and prev.pid != 0:
             self.cmdlines.save(prev.pid, prev.comm)
             self._saved_at[cpu.index] = written
@@ -257,16 +258,18 @@ class _FreeBufferHandle:
         yield from ()
 
 
-def install(tracefs: "Tracefs") -> Buffers:
-    buffers = Buffers(tracefs)
-    system = tracefs.system
-    add = tracefs.add
+def install(array: "TraceArray") -> Buffers:
+    buffers = Buffers(array)
+    system = array.system
+    add = array.add
     add("snapshot", buffers.read_snapshot, buffers.write_snapshot, mode=0o644)
     add("buffer_total_size_kb", buffers.buffer_total_size_kb, mode=0o444)
-    add("saved_cmdlines", buffers.cmdlines.show, mode=0o444)
-    add("saved_cmdlines_size", lambda: f"{buffers.cmdlines.size}\n", buffers.write_saved_cmdlines_size, mode=0o644)
-    # ftrace_update_tot_cnt, then ftrace_arch_read_dyn_info()'s nothing (x86 has none)
-    add("dyn_ftrace_total_info", lambda: f"{system.ftrace.update_tot_cnt} \n", mode=0o444)
+    if array.name is None:  # tracer_init_tracefs(): the top level's alone
+        add("saved_cmdlines", buffers.cmdlines.show, mode=0o444)
+        add("saved_cmdlines_size", lambda: f"{buffers.cmdlines.size}\n", buffers.write_saved_cmdlines_size,
+            mode=0o644)
+        # ftrace_update_tot_cnt, then ftrace_arch_read_dyn_info()'s nothing (x86 has none)
+        add("dyn_ftrace_total_info", lambda: f"{system.ftrace.update_tot_cnt} \n", mode=0o444)
 
     def open_free_buffer(name: str, flags: int) -> Generator[object, None, object]:
         yield from ()
@@ -275,9 +278,9 @@ def install(tracefs: "Tracefs") -> Buffers:
     add("free_buffer", lambda: "", opener=open_free_buffer, mode=0o200)
     for cpu in range(len(system.kernel.cpus)):
         d = f"per_cpu/cpu{cpu}/"
-        add(d + "trace", lambda c=cpu: tracefs.trace_text(c), tracefs._write_trace, mode=0o644,
-            opener=lambda name, flags, c=cpu: tracefs._open_trace(name, flags, c))
-        add(d + "trace_pipe", lambda c=cpu: tracefs.trace_pipe_text(c), mode=0o444)
+        add(d + "trace", lambda c=cpu: array.trace_text(c), array._write_trace, mode=0o644,
+            opener=lambda name, flags, c=cpu: array._open_trace(name, flags, c))
+        add(d + "trace_pipe", lambda c=cpu: array.trace_pipe_text(c), mode=0o444)
         add(d + "stats", lambda c=cpu: buffers.stats(c), mode=0o444)
         # 0444, though root may write it: as tracing_init_tracefs_percpu() creates it
         add(d + "buffer_size_kb", lambda c=cpu: buffers.buffer_size_kb(c),

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from ..errors import TracefsError
 
 if TYPE_CHECKING:
-    from . import Tracefs
+    from .array import TraceArray
 
 #: trace_clocks[]: name and whether it counts nanoseconds (in_ns), with x86's ARCH_TRACE_CLOCKS.
 TRACE_CLOCKS = (("local", True), ("global", True), ("counter", False), ("uptime", False), ("perf", True),
@@ -40,8 +40,8 @@ INITIAL_JIFFIES = (-300 * HZ) & 0xFFFFFFFF  # guest/kernel/sched.c, as the kerne
 class TraceClock:
     """The trace array's clock_id and the stamp function it gives the ring buffer."""
 
-    def __init__(self, tracefs: "Tracefs"):
-        self.tracefs = tracefs
+    def __init__(self, array: "TraceArray"):
+        self.array = array
         self.name = "local"
         self._prev = 0  # trace_clock_struct.prev_time (global), and mono's last value
         self._counter = 0
@@ -66,19 +66,19 @@ class TraceClock:
         if name not in dict(TRACE_CLOCKS):
             raise TracefsError(f"trace_clock: no clock {name!r} (have: {' '.join(n for n, _ in TRACE_CLOCKS)})",
                                errno.EINVAL)
-        system = self.tracefs.system
-        if system.tracer.guest is not None and name not in _PER_CPU:
+        system = self.array.system
+        if self.array.name is None and system.tracer.guest is not None and name not in _PER_CPU:
             raise TracefsError(f"trace_clock: the in-guest recorder stamps events with each CPU's own clock "
                                f"({', '.join(_PER_CPU)}); {name} needs the hook recorder", errno.EINVAL)
-        yield from self.tracefs.trace_types_lock.acquire()
+        yield from self.array.trace_types_lock.acquire()
         try:
             self.name = name
             self._prev = self._counter = 0
-            buffer = system.buffer
+            buffer = self.array.buffer
             buffer.stamp = self._stamp_for(name)
-            self.tracefs._reset_buffer()
+            self.array._reset_buffer()
         finally:
-            self.tracefs.trace_types_lock.release()
+            self.array.trace_types_lock.release()
 
     def _stamp_for(self, name: str) -> Callable[[int, int], int] | None:
         """(cpu, the CPU's clock in ns) -> the event's time; None: the CPU's clock as is."""
@@ -108,12 +108,12 @@ class TraceClock:
 
     def _uptime(self, cpu: int, now: int) -> int:
         """trace_clock_jiffies(): jiffies_64_to_clock_t(jiffies_64 - INITIAL_JIFFIES)."""
-        kernel = self.tracefs.system.kernel
+        kernel = self.array.system.kernel
         jiffies = int.from_bytes(kernel.machine.read(kernel.symbol("jiffies"), 8), "little")
         return ((jiffies - INITIAL_JIFFIES) & (1 << 64) - 1) * TICK_NSEC // (1_000_000_000 // USER_HZ)
 
 
-def install(tracefs: "Tracefs") -> TraceClock:
-    clock = TraceClock(tracefs)
-    tracefs.add("trace_clock", clock.show, clock.write, mode=0o644)
+def install(array: "TraceArray") -> TraceClock:
+    clock = TraceClock(array)
+    array.add("trace_clock", clock.show, clock.write, mode=0o644)
     return clock

@@ -78,16 +78,18 @@ class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # typ
         return name
 
     def _children(self, directory: str) -> list[str]:
-        """The names in a directory ('' is the top): files and subdirectories."""
+        """The names in a directory ('' is the top): files and subdirectories (instances/
+        is there even when empty)."""
         prefix = directory + "/" if directory else ""
-        return sorted({name[len(prefix):].split("/", 1)[0] for name in self.tracefs.modes if name.startswith(prefix)})
+        names = list(self.tracefs.modes) + sorted(self.tracefs.dirs)
+        return sorted({name[len(prefix):].split("/", 1)[0] for name in names if name.startswith(prefix)})
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
         t = self._mounted_ns
         common = {"st_uid": 0, "st_gid": 0, "st_atime": t, "st_mtime": t, "st_ctime": t}
         name = path.strip("/")
         modes = self.tracefs.modes
-        if name == "" or (name not in modes and self._children(name)):
+        if name == "" or name in self.tracefs.dirs or (name not in modes and self._children(name)):
             return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2, **common}
         name = self._name(path)
         # tracefs files have no size: readers read until a read returns nothing
@@ -98,7 +100,7 @@ class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # typ
         if name in self.tracefs.modes:
             raise mfusepy.FuseOSError(errno.ENOTDIR)
         children = self._children(name)
-        if name and not children:
+        if name and not children and name not in self.tracefs.dirs:
             raise mfusepy.FuseOSError(errno.ENOENT)
         return [".", "..", *children]
 
@@ -110,6 +112,16 @@ class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # typ
             fh = next(self._fh)
             self._open[fh] = _Open(name, handle, flags)
         return fh
+
+    def mkdir(self, path: str, mode: int) -> int:
+        """instance_mkdir() under instances/; -EPERM anywhere else."""
+        self._call(lambda s: s.tracefs.mkdir(path.strip("/")))
+        return 0
+
+    def rmdir(self, path: str) -> int:
+        """instance_rmdir(): -EBUSY while one of its files is open."""
+        self._call(lambda s: s.tracefs.rmdir(path.strip("/")))
+        return 0
 
     def create(self, path: str, mode: int, fi=None) -> int:
         # tracefs's directories have no ->create: the VFS refuses with -EACCES (a name that
@@ -126,13 +138,13 @@ class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # typ
         if f.name.endswith("trace_pipe"):  # trace_pipe, per_cpu/cpuN/trace_pipe
             return self._read_pipe(f, size)
         if f.data is None:
-            f.data = self._call(lambda s: f.handle.read()).encode()
+            f.data = self._call(lambda s: f.handle.read()).encode("utf-8", "surrogateescape")  # bytes as printed (bin)
         return f.data[offset:offset + size]
 
     def _read_pipe(self, f: _Open, size: int) -> bytes:
         """tracing_read_pipe(): wait for events unless O_NONBLOCK; each read consumes."""
         while not f.pending:
-            f.pending = self._call(lambda s: f.handle.read_pipe()).encode()
+            f.pending = self._call(lambda s: f.handle.read_pipe()).encode("utf-8", "surrogateescape")
             if f.pending:
                 break
             if f.flags & O_NONBLOCK:

@@ -17,7 +17,7 @@ from ..kernels import EVENT_FORK_OPTION, TRACER_OPTION_OWN_SET_FLAG
 from ..output import GRAPH_DEFAULT_FLAGS, TraceFormat
 
 if TYPE_CHECKING:
-    from . import Tracefs
+    from .array import TraceArray
 
 #: The trace array's flags in bit order (TRACE_FLAGS in kernel/trace/trace.h, with
 #: CONFIG_FUNCTION_TRACER, CONFIG_FUNCTION_GRAPH_TRACER and CONFIG_STACKTRACE, no branch
@@ -54,13 +54,15 @@ class TraceOptions:
     """The options of one trace array: core flags and every tracer's flags (they persist
     while another tracer is current, as the kernel's static tracer_flags do)."""
 
-    def __init__(self, tracefs: "Tracefs"):
-        self.tracefs = tracefs
-        system = tracefs.system
+    def __init__(self, array: "TraceArray", flags: set[str] | None = None):
+        self.array = array
+        system = array.system
         self.has = system.ftrace.kernel.has
         self.core = core_options(self.has)
-        self.flags = set(DEFAULT_ON)
-        self.tracer_flags = {tracer: set(on) for tracer, on in TRACER_DEFAULTS.items()}
+        self.flags = set(DEFAULT_ON) if flags is None else set(flags)  # instance_mkdir() copies the top's
+        # struct tracer's flags are the tracer's own, shared by every trace array
+        self.tracer_flags = ({tracer: set(on) for tracer, on in TRACER_DEFAULTS.items()} if array.name is None
+                             else array.tree.top.options.tracer_flags)
 
     def on(self, name: str) -> bool:
         return name in self.flags
@@ -70,17 +72,18 @@ class TraceOptions:
 
     def format(self) -> TraceFormat:
         """How the trace prints under these options."""
-        clock = self.tracefs.clock
+        clock = self.array.clock
         return TraceFormat(
             print_parent=self.on("print-parent"), sym_offset=self.on("sym-offset"), sym_addr=self.on("sym-addr"),
-            verbose=self.on("verbose"), raw=self.on("raw"), hex=self.on("hex"),
+            verbose=self.on("verbose"), raw=self.on("raw"), hex=self.on("hex"), bin=self.on("bin"),
+            printk_msg_only=self.on("trace_printk") and self.on("printk-msg-only"),
             context_info=self.on("context-info"), latency=self.on("latency-format"), irq_info=self.on("irq-info"),
             graph=frozenset(self.tracer_flags["function_graph"]), in_ns=clock.in_ns)
 
     # -- trace_options ------------------------------------------------------------------------
     def show(self) -> str:
         """tracing_trace_options_show(): every core option, then the current tracer's."""
-        tracer = self.tracefs.current_tracer
+        tracer = self.array.current_tracer
         lines = [name if name in self.flags else f"no{name}" for name in self.core]
         lines += [name if name in self.tracer_flags[tracer] else f"no{name}" for name in TRACER_OPTIONS[tracer]]
         return "".join(line + "\n" for line in lines)
@@ -93,19 +96,19 @@ class TraceOptions:
             raise TracefsError(f"trace_options: a write takes at most {_WRITE_MAX} bytes", errno.EINVAL)
         text = data.decode("latin-1").strip()
         name, enable = (text[2:], False) if text.startswith("no") else (text, True)
-        yield from self.tracefs.trace_types_lock.acquire()
+        yield from self.array.trace_types_lock.acquire()
         try:
             if name in self.core:
                 ret = self.set_tracer_flag(name, enable)
             else:
-                tracer = self.tracefs.current_tracer
+                tracer = self.array.current_tracer
                 if name not in TRACER_OPTIONS[tracer]:
                     raise TracefsError(f"trace_options: no option {name!r} (the core options, and the "
                                        f"{tracer} tracer's: {', '.join(TRACER_OPTIONS[tracer]) or 'none'})",
                                        errno.EINVAL)
                 ret = yield from self.set_tracer_option(tracer, name, enable)
         finally:
-            self.tracefs.trace_types_lock.release()
+            self.array.trace_types_lock.release()
         if ret:
             raise TracefsError(f"trace_options: {text!r} refused", -ret)
 
@@ -122,7 +125,7 @@ class TraceOptions:
         else:
             self.flags.discard(name)
         if name == "overwrite":
-            self.tracefs.system.buffer.overwrite = enable  # ring_buffer_change_overwrite()
+            self.array.buffer.overwrite = enable  # ring_buffer_change_overwrite()
         return 0
 
     def set_tracer_option(self, owner: str, name: str, enable: bool) -> Iterator[object]:
@@ -130,7 +133,7 @@ class TraceOptions:
         Until v4.6 the set_flag asked is the current tracer's even when the option file
         belongs to another tracer (tr->current_trace); from v4.6 it is the option's own
         (tracer_flags->trace)."""
-        asked = owner if self.has(TRACER_OPTION_OWN_SET_FLAG) else self.tracefs.current_tracer
+        asked = owner if self.has(TRACER_OPTION_OWN_SET_FLAG) else self.array.current_tracer
         bit = TRACER_OPTIONS[owner].index(name)
         ret = yield from self._set_flag(asked, owner, bit, enable)
         if ret:
@@ -144,7 +147,7 @@ class TraceOptions:
     def _set_flag(self, tracer: str, owner: str, bit: int, enable: bool) -> Iterator[object]:
         """The tracers' set_flag callbacks, called with the option's bit (1 << its index in
         its owner's table, so nop's test options share bits with the others' options)."""
-        system = self.tracefs.system
+        system = self.array.system
         if tracer == "nop":  # nop_set_flag(): bit 0 accepts, bit 1 refuses
             if bit == 0:
                 system.env.printk(f"nop_test_accept flag set to {int(enable)}: we accept. Now cat trace_options "
@@ -157,8 +160,10 @@ class TraceOptions:
         if tracer == "function":  # func_set_flag(): only func_stack_trace's bit is known
             if bit != 0:
                 return -errno.EINVAL
-            if enable == self.tracer_on("function", "func_stack_trace") or self.tracefs.current_tracer != "function":
+            if enable == self.tracer_on("function", "func_stack_trace") or self.array.current_tracer != "function":
                 return 0  # nothing to change now: function_trace_init() reads the flag
+            if self.array.name is not None:
+                return 0  # only the top level traces stacks (function_trace_init()); kept as a flag
             ops = system.global_ops
             yield from system.ftrace.unregister_ftrace_function(ops)
             system.configure_global_ops(graph=False, stack_trace=enable)
@@ -180,11 +185,11 @@ class TraceOptions:
         value = kstrtoul(f"options/{name}", data)
         if value not in (0, 1):
             raise TracefsError(f"options/{name}: {value}: expected 0 or 1", errno.EINVAL)
-        yield from self.tracefs.trace_types_lock.acquire()
+        yield from self.array.trace_types_lock.acquire()
         try:
             self.set_tracer_flag(name, bool(value))
         finally:
-            self.tracefs.trace_types_lock.release()
+            self.array.trace_types_lock.release()
 
     def write_tracer_option(self, owner: str, name: str, data: bytes) -> Iterator[object]:
         """trace_options_write(): 0 or 1; a change goes through __set_tracer_option()."""
@@ -195,13 +200,17 @@ class TraceOptions:
             raise TracefsError(f"options/{name}: {value}: expected 0 or 1", errno.EINVAL)
         if bool(value) == self.tracer_on(owner, name):
             return
-        yield from self.tracefs.trace_types_lock.acquire()
+        yield from self.array.trace_types_lock.acquire()
         try:
             ret = yield from self.set_tracer_option(owner, name, bool(value))
         finally:
-            self.tracefs.trace_types_lock.release()
+            self.array.trace_types_lock.release()
         if ret:
-            raise TracefsError(f"options/{name}: refused by the {self.tracefs.current_tracer} tracer", -ret)
+            raise TracefsError(f"options/{name}: refused by the {self.array.current_tracer} tracer", -ret)
+
+
+#: TOP_LEVEL_TRACE_FLAGS (kernel/trace/trace.c): options only the top level's options/ holds.
+TOP_LEVEL_ONLY = ("trace_printk", "printk-msg-only", "record-cmd")
 
 
 def option_files(has: Callable[[str], bool]) -> dict[str, int]:
@@ -211,14 +220,20 @@ def option_files(has: Callable[[str], bool]) -> dict[str, int]:
     return {f"options/{name}": 0o644 for name in names}
 
 
-def install(tracefs: "Tracefs") -> TraceOptions:
-    options = TraceOptions(tracefs)
-    tracefs.add("trace_options", options.show, options.write, lock="trace_types_lock")
+def install(array: "TraceArray", flags: set[str] | None = None) -> TraceOptions:
+    """trace_options and options/: an instance's leaves out TOP_LEVEL_TRACE_FLAGS and the
+    options of tracers it may not use (trace_ok_for_array())."""
+    options = TraceOptions(array, flags)
+    array.add("trace_options", options.show, options.write, lock="trace_types_lock", mode=0o644)
     for name in options.core:
-        tracefs.add(f"options/{name}", lambda n=name: options.read_core(n),
-                    lambda data, n=name: options.write_core(n, data), mode=0o644)
+        if array.name is not None and name in TOP_LEVEL_ONLY:
+            continue
+        array.add(f"options/{name}", lambda n=name: options.read_core(n),
+                  lambda data, n=name: options.write_core(n, data), mode=0o644)
     for owner, names in TRACER_OPTIONS.items():
+        if owner not in array.tracers:
+            continue
         for name in names:
-            tracefs.add(f"options/{name}", lambda o=owner, n=name: "1\n" if options.tracer_on(o, n) else "0\n",
-                        lambda data, o=owner, n=name: options.write_tracer_option(o, n, data), mode=0o644)
+            array.add(f"options/{name}", lambda o=owner, n=name: "1\n" if options.tracer_on(o, n) else "0\n",
+                      lambda data, o=owner, n=name: options.write_tracer_option(o, n, data), mode=0o644)
     return options

@@ -16,10 +16,16 @@ import argparse
 import errno
 import itertools
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from typing import Any
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
 from ..errors import FtraceError
 from .control import request
@@ -109,6 +115,40 @@ def serve(mountpoint: str, tracefs_mount: str) -> None:
     fs = ProcSysFuse(tracefs_mount)
     mfusepy.FUSE(fs, mountpoint, foreground=True, fsname="ftrace-emu-procsys", subtype="ftrace-emu-procsys",
                  direct_io=True, default_permissions=True, allow_other=os.geteuid() == 0)
+
+
+@contextmanager
+def mounted(tracefs_mount: str | Path) -> Iterator[Path]:
+    """The sysctls of the system mounted at tracefs_mount, served by a process of their own
+    on a scratch directory for the duration (kernel/ftrace_enabled is that directory's
+    kernel/ftrace_enabled); unmounted afterwards."""
+    require_fuse()
+    root = Path(__file__).resolve().parents[2]
+    with tempfile.TemporaryDirectory(prefix="ftrace-emu-procsys-") as where:
+        server = subprocess.Popen([sys.executable, "-m", "ftrace_core.tracefs.procsys", where,
+                                   "--tracefs", str(Path(tracefs_mount).resolve())],
+                                  cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            for _ in range(200):
+                if os.path.ismount(where):
+                    break
+                if server.poll() is not None:
+                    why = server.stderr.read().decode(errors="replace").strip().splitlines()
+                    raise FtraceError(f"{tracefs_mount}: the procsys mount failed: {why[-1] if why else server.returncode}")
+                time.sleep(0.05)
+            else:
+                raise FtraceError(f"{tracefs_mount}: the procsys mount did not come up")
+            yield Path(where)
+        finally:
+            if os.path.ismount(where):
+                tool = shutil.which("fusermount3") or shutil.which("fusermount")
+                subprocess.run([tool, "-u", where] if tool else ["umount", where],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

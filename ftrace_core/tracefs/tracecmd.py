@@ -3,8 +3,10 @@
 libtracefs looks for a mount of type exactly `tracefs`, which a FUSE mount is not; it honours
 tracefs_set_tracing_dir(), which a preloaded library of our own calls (preload/settracingdir.c,
 built with the system's gcc).  trace-cmd also writes /proc/sys/kernel/ftrace_enabled: it runs
-in a private mount namespace (`unshare -m`) where a scratch file is bound over that path, so
-the host's sysctl is never touched; if the bind fails, trace-cmd does not run.
+in a private mount namespace (`unshare -m`) where the emulated kernel's own
+kernel.ftrace_enabled (served by a procsys mount, ftrace_core.tracefs.procsys) is bound over
+that path, so its write reaches the emulated kernel and the host's sysctl is never touched;
+if the bind fails, trace-cmd does not run.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from emu import native
 
 from ..errors import FtraceError
+from . import procsys
 
 PRELOAD_SOURCE = Path(__file__).resolve().parent / "preload" / "settracingdir.c"
 FTRACE_ENABLED = "/proc/sys/kernel/ftrace_enabled"
@@ -53,14 +55,14 @@ def run_trace_cmd(mountpoint: str | Path, args: list[str], capture: bool = False
         raise FtraceError("trace-cmd runs in a private mount namespace, and this user cannot make one "
                           "(run as root); trace-cmd was not run")
     preload = native.build(PRELOAD_SOURCE)
-    with tempfile.TemporaryDirectory(prefix="ftrace-emu-trace-cmd-") as scratch:
-        sysctl = Path(scratch) / "ftrace_enabled"
-        sysctl.write_text("1\n")
+    with procsys.mounted(mountpoint) as sysdir:
+        sysctl = sysdir / "kernel" / "ftrace_enabled"
         env = dict(os.environ, FTRACE_EMU_TRACING_DIR=str(Path(mountpoint).resolve()),
                    FTRACE_EMU_PRELOAD=str(preload), FTRACE_EMU_SYSCTL=str(sysctl))
         wrapper = _WRAPPER.format(sysctl=FTRACE_ENABLED, failed=SETUP_FAILED)
         done = subprocess.run(["unshare", "-m", "--propagation", "private", "--", "sh", "-c", wrapper,
                                "trace-cmd", *args], env=env, capture_output=capture, text=True)
     if done.returncode == SETUP_FAILED:
-        raise FtraceError(f"could not bind a scratch file over {FTRACE_ENABLED}; trace-cmd was not run")
+        raise FtraceError(f"could not bind the emulated kernel.ftrace_enabled over {FTRACE_ENABLED}; "
+                          "trace-cmd was not run")
     return done

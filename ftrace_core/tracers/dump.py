@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ..output.text import FunctionPrinter
 
@@ -51,17 +51,24 @@ def printk_in_callback(kernel, cpu, text: str) -> None:
         machine.write(sym("log_midline"), bytes([data[-1] != ord("\n")]))
 
 
-def ftrace_dump(system: "System", mode: DumpMode, cpu) -> None:
+def ftrace_dump(system: "System", mode: DumpMode | int, cpu, printk: Callable[[str], None] | None = None) -> None:
     """ftrace_dump(): tracing_off(), then every event of the chosen buffers, oldest first,
-    between dashed lines ("(ftrace buffer empty)" when there is none)."""
+    between dashed lines ("(ftrace buffer empty)" when there is none).  mode may be any int
+    (the ftrace_dump_on_oops sysctl holds one): a value that is no dump mode dumps every CPU,
+    after saying so.  printk: where the lines go (default: the log, from inside a guest call)."""
     system.set_tracing_on(False)
-    if mode == DumpMode.DUMP_NONE:
+    value = mode.value if isinstance(mode, DumpMode) else mode
+    if value == DumpMode.DUMP_NONE.value:
         return
-    def printk(text: str) -> None:  # KERN_TRACE (KERN_EMERG) lines, from inside the guest call
-        printk_in_callback(system.kernel, cpu, text)
+    if printk is None:
+        def printk(text: str) -> None:  # KERN_TRACE (KERN_EMERG) lines, from inside the guest call
+            printk_in_callback(system.kernel, cpu, text)
+    if value not in (DumpMode.DUMP_ALL.value, DumpMode.DUMP_ORIG.value):
+        printk("Bad dumping mode, switching to all CPUs dump\n")
+        value = DumpMode.DUMP_ALL.value
 
     buffer = system.buffer
-    cpus = [cpu.index] if mode == DumpMode.DUMP_ORIG else list(range(len(buffer.cpus)))
+    cpus = [cpu.index] if value == DumpMode.DUMP_ORIG.value else list(range(len(buffer.cpus)))
     printk("Dumping ftrace buffer:\n")
     if system.ftrace.ftrace_disabled:  # ftrace_is_dead()
         printk("# WARNING: FUNCTION TRACING IS CORRUPTED\n")

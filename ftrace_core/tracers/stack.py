@@ -84,7 +84,7 @@ class StackTracer:
         tracefs = system.tracefs
         tracefs.add("stack_max_size", lambda: f"{self.stack_trace_max_size}\n", self.stack_max_size_write)
         tracefs.add("stack_trace", self.stack_trace_show)
-        tracefs.add("stack_trace_filter", lambda: tracefs._read_hash(self.trace_ops.filter_hash, notrace=False),
+        tracefs.add("stack_trace_filter", lambda: tracefs.read_hash(self.trace_ops.filter_hash, notrace=False),
                     opener=self.stack_trace_filter_open, lock="ftrace_lock")
         system.sysctls.add("kernel.stack_tracer_enabled", lambda: f"{self.stack_tracer_enabled}\n",
                            self.stack_trace_sysctl)
