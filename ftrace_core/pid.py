@@ -91,12 +91,18 @@ class PidFilter:
         else:
             op.func, op.handler = op.saved_func, op.saved_handler
 
+    def _owner(self, ops: FtraceOps) -> "PidFilter":
+        """The filter of the trace array an ops belongs to (ops->private; v4.7 on each trace
+        array has its own), else this one."""
+        return ops.private if isinstance(ops.private, PidFilter) else self
+
     def ops_registered(self, ops: FtraceOps) -> None:
         """__register_ftrace_function(): save func, and call through ftrace_pid_func if pids
         are set for this ops."""
         ops.saved_func, ops.saved_handler = ops.func, ops.handler
-        if self.ftrace_pids_enabled(ops):
-            self._set_pid_func(ops, True)
+        owner = self._owner(ops)
+        if owner.ftrace_pids_enabled(ops):
+            owner._set_pid_func(ops, True)
 
     def ops_unregistered(self, ops: FtraceOps) -> None:
         """__unregister_ftrace_function(): ops->func = ops->saved_func."""
@@ -111,7 +117,8 @@ class PidFilter:
             return
         for op in ftrace.ops_list:
             if op.flags & FTRACE_OPS_FL_PID:
-                self._set_pid_func(op, self.ftrace_pids_enabled(op))
+                owner = self._owner(op)
+                owner._set_pid_func(op, owner.ftrace_pids_enabled(op))
         ftrace.update_ftrace_function()
 
     def _update(self) -> Generator[object, None, None]:

@@ -133,3 +133,29 @@ def test_tracing_max_latency_reads_back_microseconds():
     s.tracefs.write("tracing_max_latency", "1500")
     assert s.tracefs.read("tracing_max_latency") == "1500\n"
     _raises(errno.EINVAL, s.tracefs.write, "tracing_max_latency", "-1")
+
+
+@pytest.mark.parametrize("variant, has_file", [("fixed", False), ("v4.8.17", True)])
+def test_an_instance_filters_its_own_pids_from_v4_7(variant, has_file):
+    """ftrace_init_tracefs(tr, ...) (v4.7 on): set_ftrace_pid in every trace array, for the
+    array's own ops (ops->private); v4.5 has only the top level's."""
+    from emu.cpu import Task
+
+    s = boot(variant)
+    s.tracefs.mkdir("instances/foo")
+    assert ("instances/foo/set_ftrace_pid" in s.tracefs.files) == has_file
+    if not has_file:
+        return
+    s.cpus[0].set_task(Task("bash", 1042))
+    s.cpus[1].set_task(Task("sh", 1043))
+    for prefix in ("instances/foo/", ""):
+        s.tracefs.write(prefix + "set_ftrace_filter", "get_current_pid")
+    s.tracefs.write("instances/foo/set_ftrace_pid", "1043")
+    s.tracefs.write("instances/foo/current_tracer", "function")
+    s.tracefs.write("current_tracer", "function")
+    s.call("workload_getpid", cpu=0)
+    s.call("workload_getpid", cpu=1)
+    assert [e.pid for e in s.tracefs.top.buffer.entries()] == [1043, 1042]
+    assert [e.pid for e in s.tracefs.instances["foo"].buffer.entries()] == [1043]
+    s.tracefs.rmdir("instances/foo")  # ftrace_clear_pids(): its switch probe goes too
+    assert all(len(cpu.switch_probes) == 1 for cpu in s.cpus)

@@ -161,8 +161,11 @@ def test_modules_load_and_unload_on_the_running_system(idle):
     import guest
 
     hello = str(guest.module_path("hello"))
+    sh("echo printk > set_ftrace_filter && echo function > current_tracer", idle)
     done = _cli("insmod", hello, "--mount", str(idle))
     assert "hello: Hello, world" in done.stderr
+    # loaded by an insmod task of its own, as on a running box
+    assert "insmod-2001  [000]" in sh("cat trace", idle).stdout
     assert "hello_answer [hello]" in sh("cat available_filter_functions", idle).stdout
     again = _cli("insmod", hello, "--mount", str(idle), check=False)
     assert again.returncode == 2 and "already loaded" in again.stderr

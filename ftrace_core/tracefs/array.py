@@ -13,7 +13,8 @@ import errno
 from typing import TYPE_CHECKING, Generator, Iterator
 
 from ..errors import FtraceDead, TracefsError
-from ..flags import FTRACE_OPS_FL_DYNAMIC, FTRACE_START_FUNC_RET, FTRACE_STOP_FUNC_RET
+from ..flags import FTRACE_OPS_FL_DYNAMIC, FTRACE_OPS_FL_PID, FTRACE_START_FUNC_RET, FTRACE_STOP_FUNC_RET
+from ..kernels import PID_PER_TRACE_ARRAY
 from ..hash import FtraceHash
 from ..ops import FtraceOps
 from ..output import Header, buffer_header, format_entries, format_graph, format_lost, trace_header
@@ -103,6 +104,17 @@ class TraceArray:
         self.clock = _clock.install(self)
         self.options = _options.install(self, copy_flags)
         self.buffers = _buffers.install(self)
+        self.pids = None
+        if name is not None and system.ftrace.kernel.has(PID_PER_TRACE_ARRAY):
+            # ftrace_init_tracefs(tr, ...) (v4.7 on): set_ftrace_pid in every trace array, for
+            # its own ops (FTRACE_OPS_FL_PID, ops->private = the array)
+            from ..pid import FunctionPids  # ftrace_core.pid reads its files with tracefs's parser
+            from . import pid as _pid_file
+
+            self.pids = FunctionPids(system)
+            self.ops.flags |= FTRACE_OPS_FL_PID
+            self.ops.private = self.pids
+            _pid_file.install(self, self.pids)
         add("buffer_size_kb", self.buffers.buffer_size_kb, self.buffers.write_buffer_size_kb, mode=0o644)
         add("tracing_max_latency", lambda: nsecs_read(self.max_latency), self._write_max_latency, mode=0o644)
 
@@ -192,9 +204,12 @@ class TraceArray:
             s.graph.active = False
 
     def set_nop(self) -> Iterator[object]:
-        """tracing_set_nop(): the tracer stopped (instance_rmdir())."""
+        """tracing_set_nop(): the tracer stopped (instance_rmdir()), and its pids cleared
+        (ftrace_clear_pids())."""
         yield from self._tracer_stop(self.current_tracer)
         self.current_tracer = "nop"
+        if self.pids is not None:
+            self.pids.clear_ftrace_pids()
 
     # -- tracing_on, trace, trace_pipe --------------------------------------------------------
     def _write_tracing_on(self, data: bytes) -> Iterator[object]:

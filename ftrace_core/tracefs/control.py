@@ -17,6 +17,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from emu.cpu import Task
 from emu.errors import EmuError, GuestFault
 
 from ..errors import FtraceError
@@ -31,9 +32,14 @@ def socket_path(mountpoint: str | Path) -> Path:
     return folder / f"mount-{key}.sock"
 
 
+#: The first insmod/rmmod task's pid (the activity's tasks are 1100 and 1101).
+FIRST_PID = 2001
+
+
 class ControlServer:
     def __init__(self, live: LiveSystem, mountpoint: str | Path):
         self.live = live
+        self._pid = FIRST_PID - 1  # the pids of the insmod/rmmod tasks, one more a request
         self.path = socket_path(mountpoint)
         self.path.unlink(missing_ok=True)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -70,13 +76,24 @@ class ControlServer:
             return self._sysctl(req)
 
         def run(system):
-            before = system.dmesg()
-            if op == "insmod":
-                system.insmod(str(req["path"]), cpu=cpu)
-            elif op == "rmmod":
-                system.rmmod(str(req["name"]), cpu=cpu)
-            else:
+            if op not in ("insmod", "rmmod"):
                 raise FtraceError(f"unknown request {op!r} (insmod, rmmod)")
+            before = system.dmesg()
+            # as on a running box, the module is loaded by an insmod (rmmod) process: a new
+            # task on that CPU for the request, then the CPU's task again
+            if not 0 <= cpu < len(system.cpus):
+                raise FtraceError(f"no CPU {cpu}: this machine has CPUs 0-{len(system.cpus) - 1}")
+            running = system.cpus[cpu]
+            saved = running.task
+            self._pid += 1
+            running.set_task(Task(op, self._pid))
+            try:
+                if op == "insmod":
+                    system.insmod(str(req["path"]), cpu=cpu)
+                else:
+                    system.rmmod(str(req["name"]), cpu=cpu)
+            finally:
+                running.set_task(saved)
             return system.dmesg()[len(before):]
 
         try:

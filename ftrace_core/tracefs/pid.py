@@ -10,6 +10,7 @@ from .regex import O_TRUNC
 
 if TYPE_CHECKING:
     from . import Tracefs
+    from .array import TraceArray
 
 NAME = "set_ftrace_pid"
 
@@ -39,8 +40,9 @@ class PidHandle:
         yield from ()
 
 
-def install(tracefs: "Tracefs", pids: PidFilter) -> None:
-    """Add set_ftrace_pid (0644 in both trees: ftrace_init_tracefs())."""
+def install(tracefs: "Tracefs | TraceArray", pids: PidFilter) -> None:
+    """Add set_ftrace_pid to the tree, or to a trace array (0644 in both trees:
+    ftrace_init_tracefs())."""
 
     def opener(name: str, flags: int) -> Generator[object, None, object]:
         # ftrace_pid_open(): opening for writing with O_TRUNC empties the list first.
@@ -48,4 +50,4 @@ def install(tracefs: "Tracefs", pids: PidFilter) -> None:
             yield from pids.reset_steps()
         return PidHandle(pids)
 
-    tracefs.add(NAME, pids.read, opener=opener, lock="ftrace_lock")
+    tracefs.add(NAME, pids.read, opener=opener, lock="ftrace_lock", mode=0o644)
