@@ -180,7 +180,8 @@ def trace(
     variant: str = typer.Option("fixed", "--variant", "-v", help=VARIANT_HELP),
     fmt: str = typer.Option("text", "--format", help="text (the kernel's trace), json (JSON Lines: one object an event, "
                                                      "after one a CPU that lost events), "
-                                                     "chrome (trace-event JSON for Perfetto / chrome://tracing)."),
+                                                     "chrome (trace-event JSON for Perfetto / chrome://tracing), "
+                                                     "dat (trace.dat for trace-cmd report and KernelShark; needs -o)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the trace here, not to stdout."),
     recorder: str = typer.Option("hook", "--recorder", help="hook (a host hook on each traced call) or guest "
                                                             "(per-CPU rings in guest memory, the kernel's way: "
@@ -197,6 +198,8 @@ def trace(
 
     if fmt not in FORMATS:
         raise FtraceError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if fmt == "dat" and output is None:
+        raise FtraceError("--format dat writes a binary trace.dat: give -o FILE")
     if run_ and workload:
         raise FtraceError("give --run or --workload, not both")
     if not 0 <= cpu < 2:
@@ -210,7 +213,14 @@ def trace(
     session = Session(variant=_variants(variant)[0], modules=[str(p) for p in module], filters=filter_,
                       notrace=notrace, tracer=tracer, calls=calls, cpu=cpu, recorder=recorder,
                       budget=budget or None, progress=call_progress(), cmdline=cmdline)
-    text = render(session.run(), fmt)
+    system = session.run()
+    if fmt == "dat":
+        size = system.write_tracedat(output)
+        print(f"wrote {output} ({size} bytes, trace.dat version 6: trace-cmd report {output})", file=sys.stderr)
+        if session.fault is not None:
+            raise session.fault
+        return
+    text = render(system, fmt)
     if output is not None:
         output.write_text(text)
         print(f"wrote {output} ({text.count(chr(10))} lines)", file=sys.stderr)

@@ -24,7 +24,7 @@ WORKLOADS: dict[str, tuple[str, tuple[int, ...]]] = {
     "getpid": ("workload_getpid", ()),
     "fs": ("workload_fs_roundtrip", (256,)),
 }
-FORMATS = ("text", "json", "chrome")
+FORMATS = ("text", "json", "chrome", "dat")  # dat: trace.dat, written by System.write_tracedat()
 
 
 class CallProgress:
@@ -162,4 +162,6 @@ def render(system: System, fmt: str) -> str:
         return format_json_lines(entries, system.describe, system.buffer.overrun)
     if fmt == "chrome":
         return format_chrome(entries, system.describe, len(system.cpus))
+    if fmt == "dat":
+        raise FtraceError("--format dat is a binary file: System.write_tracedat(path) writes it")
     raise FtraceError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")

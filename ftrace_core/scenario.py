@@ -284,6 +284,17 @@ class RunResult:
         }
 
 
+def boot_for(scenario: Scenario, variant: str = "fixed", patching: str = "breakpoints"):
+    """The system run_scenario() boots for a scenario: its command line, a point per
+    call-site rewrite (for schedules to use), the patching asked for."""
+    from .system import boot
+
+    system = boot(variant, cmdline=scenario.cmdline)
+    system.ftrace.record_points = True
+    system.ftrace.patching = patching
+    return system
+
+
 def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | None = None,
                  quantum: int | None = None, system=None, patching: str = "breakpoints") -> RunResult:
     """Boot (unless given a system; with the scenario's command line), run every CPU's
@@ -296,9 +307,7 @@ def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | Non
     if quantum is not None:
         sched.quantum = quantum
     if system is None:
-        system = boot(variant, cmdline=scenario.cmdline)
-        system.ftrace.record_points = True  # a point per call-site rewrite, for schedules to use
-        system.ftrace.patching = patching
+        system = boot_for(scenario, variant, patching)
     audit = CallAudit(system)
     audit.install()
     results: list[CommandResult] = []

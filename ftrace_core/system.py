@@ -26,6 +26,7 @@ from .ops import FtraceOps
 from .hash import hash_contains_ip
 from .cmdline import apply_at_boot, parse_cmdline
 from .cmdline import buffer_entries as buffer_entries_from
+from .errors import FtraceError
 from .sysctl import SysctlTable
 from .text import TextFault
 from .tracers import FunctionProfiler, StackTracer
@@ -286,6 +287,19 @@ class System:
 
     def symbol(self, name: str) -> int:
         return self.kernel.symbol(name)
+
+    def write_tracedat(self, path: str | Path, instance: str | None = None) -> int:
+        """The trace (the top level's, or instances/NAME's) as a trace.dat (version 6) for
+        `trace-cmd report` and KernelShark, as `trace-cmd extract` would write it; the
+        bytes written.  The buffer is read, not consumed."""
+        from .ringbuffer.tracedat import write_tracedat
+
+        array = None
+        if instance is not None:
+            array = self.tracefs.instances.get(instance)
+            if array is None:
+                raise FtraceError(f"no instance {instance!r} (mkdir instances/{instance} first)")
+        return write_tracedat(self, path, array)
 
     def describe(self, ip: int) -> tuple[str, str | None]:
         """(symbol, module or None) for an address, for machine-readable output."""

@@ -15,7 +15,7 @@ from emu.cpu import Task
 from ftrace_core.errors import TracefsError
 from ftrace_core.kernels import PID_PER_TRACE_ARRAY, kernel_tree
 from ftrace_core.system import boot
-from ftrace_core.tracefs import FILE_MODES, READABLE_FILES, WRITABLE_FILES
+from ftrace_core.tracefs import READABLE_FILES, WRITABLE_FILES
 
 OLD, NEW = "fixed", "v4.8.17"
 
@@ -32,7 +32,6 @@ def _run_as(s, cpu: int, comm: str, pid: int) -> None:
 
 def test_the_file_is_listed_with_the_trees_mode():
     # ftrace_init_tracefs(): trace_create_file("set_ftrace_pid", 0644, ...) in both trees
-    assert FILE_MODES["set_ftrace_pid"] == 0o644
     assert "set_ftrace_pid" in READABLE_FILES and "set_ftrace_pid" in WRITABLE_FILES
     assert boot(OLD).tracefs.modes["set_ftrace_pid"] == 0o644
     assert kernel_tree(NEW).has(PID_PER_TRACE_ARRAY) and not kernel_tree(OLD).has(PID_PER_TRACE_ARRAY)

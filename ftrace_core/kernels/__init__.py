@@ -38,6 +38,9 @@ PID_PER_TRACE_ARRAY = "pid-per-trace-array"
 TRACER_OPTION_OWN_SET_FLAG = "tracer-option-own-set-flag"
 #: v4.7: the event-fork option (set_event_pid follows forks) joins the core options.
 EVENT_FORK_OPTION = "event-fork-option"
+#: v4.7-v4.8 (after v4.6.2, checked): funcgraph_entry/funcgraph_exit are FTRACE_ENTRY_PACKED and
+#: struct ftrace_graph_ret is packed with overrun after func: other offsets in the ring buffer.
+GRAPH_ENTRIES_PACKED = "graph-entries-packed"
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,10 @@ KERNELS = _chain(
                 "several a write, no check that a task has it) instead of a global list of struct pid"),
          Change(PID_PER_TRACE_ARRAY, "v4.7", "kernel/trace/ftrace.c", "ftrace_pid_func",
                 "tests the CPU's ftrace_ignore_pid, set by ftrace_filter_pid_sched_switch_probe() at each "
-                "switch, instead of the current task's trace flag"))),
+                "switch, instead of the current task's trace flag"),
+         Change(GRAPH_ENTRIES_PACKED, "v4.7-v4.8", "kernel/trace/trace_entries.h", "funcgraph_entry / funcgraph_exit",
+                "FTRACE_ENTRY_PACKED, and struct ftrace_graph_ret packed with overrun after func: funcgraph_entry "
+                "takes 20 bytes (was 24), funcgraph_exit 44 (was 48), and their format files say so"))),
 )
 
 VARIANTS: tuple[str, ...] = tuple(KERNELS)

@@ -29,46 +29,37 @@ if TYPE_CHECKING:
     from ..system import System
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
-#: The files, for checking names before anything runs (scenario files, the CLI).
-WRITABLE_FILES = ("function_profile_enabled", "stack_max_size", "stack_trace_filter",  # ftrace_core.tracers
-                  "buffer_size_kb", "current_tracer", "events/enable", "max_graph_depth", "trace_marker", "tracing_cpumask", "set_event", "set_ftrace_filter",
-                  "set_ftrace_notrace", "set_ftrace_pid", "set_graph_function", "set_graph_notrace", "trace",
-                  "tracing_on", "trace_options", "trace_clock", *_options.option_files(lambda feature: True),
-                  *_buffers.WRITABLE, "tracing_max_latency", "tracing_thresh")
-READABLE_FILES = ("function_profile_enabled", "trace_stat/function0", "trace_stat/function1",
-                  "stack_max_size", "stack_trace", "stack_trace_filter",  # ftrace_core.tracers
-                  "README", "available_filter_functions", "available_tracers", "buffer_size_kb", "current_tracer", "events/enable",
-                  "max_graph_depth", "set_event", "set_graph_function", "set_graph_notrace", "trace_marker",
-                  "tracing_cpumask",
-                  "enabled_functions", "set_ftrace_filter", "set_ftrace_notrace", "set_ftrace_pid", "trace", "trace_pipe",
-                  "tracing_on", "trace_options", "trace_clock", *_options.option_files(lambda feature: True),
-                  *_buffers.READABLE, "tracing_max_latency", "tracing_thresh", "available_events")
-#: Each file's mode, as tracer_init_tracefs() (kernel/trace/trace.c), ftrace_init_dyn_tracefs()
-#: (kernel/trace/ftrace.c) and create_event_toplevel_files() (kernel/trace/trace_events.c)
-#: create them in the v4.4-v4.8 trees.
+#: The files, for checking names before anything runs (scenario files, the CLI): those of
+#: the newest tree here (a trace array's are also valid under instances/NAME/).
+_ARRAY_WRITABLE = ("buffer_size_kb", "current_tracer", "events/enable", "set_event", "set_ftrace_filter",
+                   "set_ftrace_notrace", "set_ftrace_pid", "trace", "trace_clock", "trace_marker", "trace_options",
+                   "tracing_cpumask", "tracing_max_latency", "tracing_on",
+                   *_options.option_files(lambda feature: True), *_buffers.WRITABLE)
+WRITABLE_FILES = (*_ARRAY_WRITABLE, "max_graph_depth", "set_graph_function", "set_graph_notrace", "tracing_thresh",
+                  "function_profile_enabled", "stack_max_size", "stack_trace_filter")  # the last: ftrace_core.tracers
+READABLE_FILES = (*_ARRAY_WRITABLE, "available_tracers", "trace_pipe",
+                  *(name for name in _buffers.READABLE if name not in _ARRAY_WRITABLE), "README",
+                  "available_events", "available_filter_functions", "enabled_functions", "max_graph_depth",
+                  "set_graph_function", "set_graph_notrace", "tracing_thresh",
+                  "function_profile_enabled", "trace_stat/function0", "trace_stat/function1",
+                  "stack_max_size", "stack_trace", "stack_trace_filter")
+#: The modes of the files added without one: the whole of ftrace's, as ftrace_init_dyn_tracefs()
+#: (kernel/trace/ftrace.c) creates them in the v4.4-v4.8 trees, and the tracers' (a trace
+#: array's files carry the modes init_tracer_tracefs() gives them).
 FILE_MODES = {
+    "available_filter_functions": 0o444, "enabled_functions": 0o444, "max_graph_depth": 0o644, "README": 0o444,
+    # 0444, though writable by root: as ftrace_init_dyn_tracefs() makes them in v4.4-v4.8
+    "set_graph_function": 0o444, "set_graph_notrace": 0o444,
     # ftrace_profile_tracefs() and register_stat_tracer() (ftrace.c, trace_stat.c), stack_trace_init()
     # (trace_stack.c; stack_trace_filter 0444 though writable by root), v4.5 and v4.8
     "function_profile_enabled": 0o644, "trace_stat/function0": 0o644, "trace_stat/function1": 0o644,
     "stack_max_size": 0o644, "stack_trace": 0o444, "stack_trace_filter": 0o444,
-    "available_filter_functions": 0o444, "available_tracers": 0o444, "buffer_size_kb": 0o644,
-    "current_tracer": 0o644, "enabled_functions": 0o444, "set_event": 0o644, "set_ftrace_filter": 0o644,
-    # 0444, though writable by root: as ftrace_init_dyn_tracefs() makes them in v4.4-v4.8
-    "set_graph_function": 0o444, "set_graph_notrace": 0o444, "max_graph_depth": 0o644,
-    "events/enable": 0o644, "trace_marker": 0o220, "tracing_cpumask": 0o644, "README": 0o444,
-    "set_ftrace_notrace": 0o644, "trace": 0o644, "trace_pipe": 0o444, "tracing_on": 0o644,
-    "set_ftrace_pid": 0o644,  # ftrace_init_tracefs() (kernel/trace/ftrace.c), v4.5 and v4.8
-    "trace_options": 0o644, "trace_clock": 0o644,
-    # options/: every core option and every tracer's, each 0644 (of the newest tree here)
-    **_options.option_files(lambda feature: True),
 }
 #: Per-CPU buffers are held in host memory: keep them to a sane size.
 MAX_BUFFER_KB = 65536
 ULONG_MAX = (1 << 64) - 1
 #: instance_mkdir(): the directory under which `mkdir` makes a trace array.
 INSTANCES = "instances"
-
-
 
 
 class _SeqRead:
