@@ -370,14 +370,25 @@ NAIVE_HELP = "Rewrite live call sites byte by byte instead of with breakpoints (
 
 
 def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[str], quantum: Optional[int],
-                  timeline: bool, as_json: bool, naive: bool = False, cmdline: Optional[str] = None) -> list:
-    from .scenario import load_scenario, run_scenario
+                  timeline: bool, as_json: bool, naive: bool = False, cmdline: Optional[str] = None,
+                  trace_dat: Optional[Path] = None) -> list:
+    from .scenario import boot_for, load_scenario, run_scenario
 
     if quantum is not None and quantum < 1:
         raise FtraceError(f"--quantum must be at least 1, got {quantum}")
     scenario = _with_cmdline(load_scenario(scenario_name), cmdline)
     patching = "naive" if naive else "breakpoints"
-    results = [run_scenario(scenario, v, schedule, quantum, patching=patching) for v in variants]
+    if trace_dat is not None and trace_dat.exists() and not trace_dat.is_dir():
+        raise FtraceError(f"--trace-dat {trace_dat}: not a directory")
+    results = []
+    for v in variants:
+        system = boot_for(scenario, v, patching)
+        results.append(run_scenario(scenario, v, schedule, quantum, system=system, patching=patching))
+        if trace_dat is not None:  # one trace.dat a variant run, for trace-cmd report and KernelShark
+            trace_dat.mkdir(parents=True, exist_ok=True)
+            path = trace_dat / f"{Path(scenario_name).stem}-{v}.dat"
+            size = system.write_tracedat(path)
+            print(f"wrote {path} ({size} bytes)", file=sys.stderr)
     if as_json:
         if len(results) == 1:
             print(json.dumps(results[0].to_json(), indent=2))
@@ -437,6 +448,8 @@ def race(
     as_json: JsonOpt = False,
     naive: NaiveOpt = False,
     cmdline: CmdlineOpt = None,
+    trace_dat: Optional[Path] = typer.Option(None, "--trace-dat", help="Write each variant's trace as "
+                                             "DIR/race-VARIANT.dat (trace.dat for trace-cmd report, KernelShark)."),
 ) -> None:
     """Reproduce the module-load race of the seed commit on each kernel variant.
 
@@ -447,7 +460,8 @@ def race(
     from .kernels import KERNELS
     from .kernels.bugs import BUGS
 
-    results = _run_variants("race", _variants(variant), schedule, quantum, timeline, as_json, naive, cmdline)
+    results = _run_variants("race", _variants(variant), schedule, quantum, timeline, as_json, naive, cmdline,
+                            trace_dat)
     # The verdict: every variant as its tree says.  The kernels with the race must fail with it
     # on the commit message's schedule (on another, they may well not); the others never fail.
     race_bug = next(b for b in BUGS if b.scenario == "race")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Generator
 from emu.sched import run_to_completion
 
 from .errors import FtraceError
-from .hash import FtraceHash
+from .kstr import memparse
 from .tracefs.graph import ftrace_set_func
 from .tracefs.regex import match_records
 
@@ -100,21 +100,6 @@ def parameqn(a: str, b: str, n: int) -> bool:
     return a[:n].replace("-", "_") == b[:n].replace("-", "_")
 
 
-def _memparse(text: str) -> int:
-    """memparse() (lib/cmdline.c): a base-0 number, then an optional K/M/G/T/P/E (either case)."""
-    base, digits, body = 10, "0123456789", text
-    if body[:2].lower() == "0x" and len(body) > 2 and body[2] in "0123456789abcdefABCDEF":
-        base, digits, body = 16, "0123456789abcdefABCDEF", body[2:]
-    elif body.startswith("0"):
-        base, digits = 8, "01234567"
-    end = 0
-    while end < len(body) and body[end] in digits:
-        end += 1
-    value = int(body[:end], base) if end else 0
-    shift = {"k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}.get(body[end:end + 1].lower(), 0)
-    return (value << shift) & ((1 << 64) - 1)
-
-
 @dataclass
 class BootOptions:
     """What the __setup() handlers stored: the kernel's __initdata buffers and flags."""
@@ -165,7 +150,7 @@ def _set_trace_boot_clock(opts: BootOptions, s: str) -> int:
 
 def _set_buf_size(opts: BootOptions, s: str) -> int:
     """set_buf_size(): memparse()d bytes a CPU; 0 (or no number) is not taken."""
-    size = _memparse(s)
+    size = memparse(s)
     if size == 0:
         return 0
     opts.trace_buf_size = size

@@ -18,12 +18,12 @@ that some CPU is running now.
 from __future__ import annotations
 
 import errno
-import string
 from typing import TYPE_CHECKING, Callable, Generator
 
 from .errors import TracefsError
 from .flags import FTRACE_OPS_FL_PID
 from .kernels import PID_PER_TRACE_ARRAY
+from .kstr import kstrtoul_base0
 from .ops import FtraceOps
 from .tracefs.parser import TraceParser
 
@@ -35,24 +35,6 @@ if TYPE_CHECKING:
 PID_MAX_DEFAULT = 0x8000
 #: trace_pid_write()'s parser: PID_BUF_SIZE (127) + 1.
 PID_BUF_SIZE = 127
-ULONG_MAX = (1 << 64) - 1
-
-
-def kstrtoul_base0(text: str) -> tuple[int, int]:
-    """kstrtoul(s, 0, &val): "0x" hex, a leading 0 octal, else decimal, '+' allowed;
-    (value, 0), or (0, -EINVAL) for anything else, (0, -ERANGE) past ULONG_MAX."""
-    if text.startswith("+"):
-        text = text[1:]
-    if len(text) > 2 and text[0] == "0" and text[1] in "xX" and text[2] in string.hexdigits:
-        base, digits, valid = 16, text[2:], string.hexdigits
-    elif text.startswith("0"):
-        base, digits, valid = 8, text, string.octdigits
-    else:
-        base, digits, valid = 10, text, string.digits
-    if not digits or any(c not in valid for c in digits):
-        return 0, -errno.EINVAL
-    value = int(digits, base)
-    return (value, 0) if value <= ULONG_MAX else (0, -errno.ERANGE)
 
 
 class PidFilter:

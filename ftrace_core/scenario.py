@@ -301,8 +301,6 @@ def run_scenario(scenario: Scenario, variant: str = "fixed", schedule: str | Non
     commands under the schedule (the argument, else the scenario's, else round-robin),
     check the invariants.  patching
     "naive" replaces the breakpoint protocol with byte-by-byte rewriting."""
-    from .system import boot
-
     sched = Schedule.parse(schedule if schedule is not None else (scenario.schedule or "rr"), NR_CPUS, check_label)
     if quantum is not None:
         sched.quantum = quantum

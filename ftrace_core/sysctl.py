@@ -16,6 +16,7 @@ from typing import Callable, Generator
 from emu.sched import run_to_completion
 
 from .errors import TracefsError
+from .kstr import simple_strtoul
 
 INT_MAX = (1 << 31) - 1
 #: proc_wspace_sep (kernel/sysctl.c): what may separate or follow a number.
@@ -37,20 +38,6 @@ class SysctlEntry:
     write: Callable[[bytes], Generator[object, None, None]] | None = None
 
 
-def _strtoul(text: str) -> tuple[int, str]:
-    """simple_strtoul(p, &end, 0): a base-0 number (0x.. hex, 0.. octal, else decimal) and
-    what follows it."""
-    base, digits = 10, "0123456789"
-    if text[:2].lower() == "0x" and len(text) > 2 and text[2] in "0123456789abcdefABCDEF":
-        base, digits, text = 16, "0123456789abcdefABCDEF", text[2:]
-    elif text.startswith("0"):
-        base, digits = 8, "01234567"
-    end = 0
-    while end < len(text) and text[end] in digits:
-        end += 1
-    return int(text[:end], base) if end else 0, text[end:]
-
-
 def proc_dointvec(name: str, data: bytes) -> int:
     """__do_proc_dointvec() for a one-int entry (kernel/sysctl.c, v4.5-v4.8): leading blanks
     skipped, an optional '-', a base-0 number that must end at a blank or the end of the
@@ -63,7 +50,7 @@ def proc_dointvec(name: str, data: bytes) -> int:
         text = text[1:]
     if not text[:1].isdigit():
         raise SysctlError(f"{name}: {data!r} is not a number", errno.EINVAL)
-    value, rest = _strtoul(text)
+    value, rest = simple_strtoul(text)
     if rest and rest[0] not in _WSPACE:
         raise SysctlError(f"{name}: {data!r} is not a number", errno.EINVAL)
     if value > (INT_MAX + 1 if neg else INT_MAX):

@@ -177,6 +177,15 @@ class RingBuffer:
                 self.unreported[i] = 0
         return items, lost
 
+    def consume_oldest(self, cpu: int, count: int) -> None:
+        """A consuming read took one CPU's oldest count entries (trace_pipe_raw's page):
+        they go, and the lost events have been said."""
+        buf = self.cpus[cpu]
+        for _ in range(min(count, len(buf))):
+            buf.popleft()
+        self.read[cpu] += count
+        self.unreported[cpu] = 0
+
     def reset(self, cpu: int | None = None) -> None:
         """tracing_reset_online_cpus() (or tracing_reset() of one CPU)."""
         self.pull()  # what was recorded before the reset goes with it

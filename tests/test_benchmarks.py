@@ -44,3 +44,9 @@ def test_bench_explore_reports_its_rates():
 def test_bench_native_runs_or_says_why_not():
     figures = _last_json("bench_native.py", "--calls", "20000")
     assert figures.get("skipped") == "uftrace not installed" or figures["ratio_emu_to_uftrace"] > 0
+
+
+def test_bench_encode_reports_both_encodings():
+    figures = _last_json("bench_encode.py", "--calls", "2", "--repeats", "1")
+    for key in ("events", "text_events_per_s", "pages_events_per_s", "dat_events_per_s", "pages_to_text"):
+        assert figures[key] > 0, key

@@ -123,7 +123,7 @@ def test_a_fixed_up_text_write_fault_is_no_oops():
 
 
 def test_a_scenario_oops_puts_the_dump_in_dmesg():
-    scn = parse_scenario(f"""
+    scn = parse_scenario("""
 cmdline: ftrace_dump_on_oops
 cpu 0: echo 'lkdtm_*' > set_ftrace_filter
 cpu 0: echo function > current_tracer

@@ -141,9 +141,9 @@ KERNELS = _chain(
          Change(PID_PER_TRACE_ARRAY, "v4.7", "kernel/trace/ftrace.c", "ftrace_pid_func",
                 "tests the CPU's ftrace_ignore_pid, set by ftrace_filter_pid_sched_switch_probe() at each "
                 "switch, instead of the current task's trace flag"),
-         Change(GRAPH_ENTRIES_PACKED, "v4.7-v4.8", "kernel/trace/trace_entries.h", "funcgraph_entry / funcgraph_exit",
-                "FTRACE_ENTRY_PACKED, and struct ftrace_graph_ret packed with overrun after func: funcgraph_entry "
-                "takes 20 bytes (was 24), funcgraph_exit 44 (was 48), and their format files say so"))),
+         Change(GRAPH_ENTRIES_PACKED, "v4.7-v4.8", "kernel/trace/trace_entries.h", "FTRACE_ENTRY_PACKED",
+                "funcgraph_entry and funcgraph_exit are packed, struct ftrace_graph_ret with overrun after func: "
+                "20 and 44 bytes in the ring buffer (were 24 and 48), and their format files say so"))),
 )
 
 VARIANTS: tuple[str, ...] = tuple(KERNELS)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Iterable
 
 from ..errors import FtraceError
-from ..tracer import trace_comm
 from .events import EntryEncoder, ftrace_events, header_event, header_page
 from .page import PAGE_SIZE, encode_pages
 

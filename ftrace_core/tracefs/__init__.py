@@ -20,8 +20,9 @@ from emu.sched import Lock, run_to_completion
 from ..errors import TracefsError
 from ..flags import FTRACE_FL_ENABLED, FTRACE_FL_IPMODIFY, FTRACE_FL_REGS, FTRACE_FL_TRAMP_EN, ftrace_rec_count
 from ..hash import FtraceHash
-from . import buffers as _buffers, options as _options
-from .array import TRACERS, TraceArray, kstrtoul, nsecs_read
+from . import buffers as _buffers, events as _events, options as _options
+from ..kstr import kstrtoul
+from .array import TRACERS, TraceArray, nsecs_read
 from .graph import GRAPH_FILES, GraphHandle
 from .regex import O_APPEND, O_TRUNC, RegexHandle
 
@@ -38,7 +39,7 @@ _ARRAY_WRITABLE = ("buffer_size_kb", "current_tracer", "events/enable", "set_eve
 WRITABLE_FILES = (*_ARRAY_WRITABLE, "max_graph_depth", "set_graph_function", "set_graph_notrace", "tracing_thresh",
                   "function_profile_enabled", "stack_max_size", "stack_trace_filter")  # the last: ftrace_core.tracers
 READABLE_FILES = (*_ARRAY_WRITABLE, "available_tracers", "trace_pipe",
-                  *(name for name in _buffers.READABLE if name not in _ARRAY_WRITABLE), "README",
+                  *(name for name in _buffers.READABLE if name not in _ARRAY_WRITABLE), *_events.READABLE, "README",
                   "available_events", "available_filter_functions", "enabled_functions", "max_graph_depth",
                   "set_graph_function", "set_graph_notrace", "tracing_thresh",
                   "function_profile_enabled", "trace_stat/function0", "trace_stat/function1",
@@ -113,8 +114,9 @@ class OpenFile:
         """The file's text, the same for every read of this open (seq_file)."""
         return run_to_completion(self.handle.read_steps())
 
-    def read_pipe(self) -> str:
-        """trace_pipe: what is in the buffers now, consumed ('' when empty)."""
+    def read_pipe(self) -> str | bytes:
+        """trace_pipe: what is in the buffers now, consumed ('' when empty); trace_pipe_raw:
+        the next page's bytes, consumed (b'' when empty)."""
         return run_to_completion(self.tracefs._read_now(self.name))
 
     def write(self, data: bytes) -> int:
@@ -338,7 +340,7 @@ class Tracefs:
                 return reader()
             finally:
                 lock.release()
-        self._touch(("trace",), write=name.endswith("trace_pipe"))
+        self._touch(("trace",), write=name.endswith(("trace_pipe", "trace_pipe_raw")))  # they consume
         self.system.ftrace.touch_disabled()
         return reader()
 

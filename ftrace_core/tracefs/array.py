@@ -16,10 +16,11 @@ from ..errors import FtraceDead, TracefsError
 from ..flags import FTRACE_OPS_FL_DYNAMIC, FTRACE_OPS_FL_PID, FTRACE_START_FUNC_RET, FTRACE_STOP_FUNC_RET
 from ..kernels import PID_PER_TRACE_ARRAY
 from ..hash import FtraceHash
+from ..kstr import kstrtoul
 from ..ops import FtraceOps
 from ..output import Header, buffer_header, format_entries, format_graph, format_lost, trace_header
 from ..tracer import PrintEntry, RingBuffer, trace_comm, trace_function
-from . import buffers as _buffers, clock as _clock, options as _options
+from . import buffers as _buffers, clock as _clock, events as _events, options as _options
 from .parser import TraceParser
 from .regex import O_TRUNC
 
@@ -32,22 +33,6 @@ TRACERS = ("function_graph", "function", "nop")
 #: tracer's; function_graph has none).
 INSTANCE_TRACERS = ("function", "nop")
 FILTER_FILES = {"set_ftrace_filter": True, "set_ftrace_notrace": False}
-
-
-def kstrtoul(name: str, data: bytes) -> int:
-    """kstrtoul_from_user(buf, count, 10): a decimal unsigned long, one trailing newline
-    allowed; -EINVAL otherwise, -ERANGE past ULONG_MAX."""
-    text = data.decode("latin-1")
-    if text.endswith("\n"):
-        text = text[:-1]
-    if text.startswith("+"):
-        text = text[1:]
-    if not text or not text.isascii() or not text.isdigit():
-        raise TracefsError(f"{name}: {data!r} is not a decimal number", errno.EINVAL)
-    value = int(text)
-    if value > (1 << 64) - 1:
-        raise TracefsError(f"{name}: {text} is out of range", errno.ERANGE)
-    return value
 
 
 def nsecs_read(ns: int) -> str:
@@ -104,6 +89,7 @@ class TraceArray:
         self.clock = _clock.install(self)
         self.options = _options.install(self, copy_flags)
         self.buffers = _buffers.install(self)
+        _events.install(self)  # the ring buffer's binary format: events/, trace_pipe_raw
         self.pids = None
         if name is not None and system.ftrace.kernel.has(PID_PER_TRACE_ARRAY):
             # ftrace_init_tracefs(tr, ...) (v4.7 on): set_ftrace_pid in every trace array, for

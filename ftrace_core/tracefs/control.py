@@ -4,7 +4,8 @@ reaches a mounted system through a Unix socket of the project's own, outside the
 One JSON object a line each way: {"op": "insmod", "path": ..., "cpu": N} or {"op": "rmmod",
 "name": ..., "cpu": N}; the answer is {"ok": true, "dmesg": new lines} or {"error": message,
 "kind": "input" | "system"}.  {"op": "sysctl", "name": ..., "value": ...} reads (or writes, then
-reads) a sysctl of the system: what the procsys mount serves.
+reads) a sysctl of the system: what the procsys mount serves.  {"op": "kallsyms"} gives the
+emulated kernel's /proc/kallsyms (for trace-cmd, which reads it from /proc).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class ControlServer:
 
         if op == "sysctl":  # the procsys mount's files (ftrace_core.tracefs.procsys)
             return self._sysctl(req)
+        if op == "kallsyms":  # /proc/kallsyms of the emulated kernel, for trace-cmd record
+            from ..ringbuffer.tracedat import kallsyms_text
+
+            return {"ok": True, "kallsyms": self.live.submit(lambda system: kallsyms_text(system.kernel.kallsyms))}
 
         def run(system):
             if op not in ("insmod", "rmmod"):

@@ -52,6 +52,7 @@ class _Open:
         self.name, self.handle, self.flags = name, handle, flags
         self.pending = b""
         self.data: bytes | None = None  # the file as this open shows it (seq_file), encoded once
+        self.read_flags: int | None = None  # f_flags at the last read (fcntl may have set O_NONBLOCK)
 
 
 class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # type: ignore[misc]
@@ -135,19 +136,22 @@ class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # typ
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         f = self._open[fh]
-        if f.name.endswith("trace_pipe"):  # trace_pipe, per_cpu/cpuN/trace_pipe
+        if f.name.endswith(("trace_pipe", "trace_pipe_raw")):  # and per_cpu/cpuN/'s: they block, consume
             return self._read_pipe(f, size)
         if f.data is None:
             f.data = self._call(lambda s: f.handle.read()).encode("utf-8", "surrogateescape")  # bytes as printed (bin)
         return f.data[offset:offset + size]
 
     def _read_pipe(self, f: _Open, size: int) -> bytes:
-        """tracing_read_pipe(): wait for events unless O_NONBLOCK; each read consumes."""
+        """tracing_read_pipe() (tracing_buffers_read() for trace_pipe_raw): wait for events
+        unless O_NONBLOCK; each read consumes."""
         while not f.pending:
-            f.pending = self._call(lambda s: f.handle.read_pipe()).encode("utf-8", "surrogateescape")
+            got = self._call(lambda s: f.handle.read_pipe())
+            # trace_pipe_raw's reader gives the pages' bytes; trace_pipe's text is encoded
+            f.pending = got if isinstance(got, bytes) else got.encode("utf-8", "surrogateescape")
             if f.pending:
                 break
-            if f.flags & O_NONBLOCK:
+            if (f.flags if f.read_flags is None else f.read_flags) & O_NONBLOCK:
                 raise mfusepy.FuseOSError(errno.EAGAIN)
             if mfusepy._libfuse.fuse_interrupted():
                 raise mfusepy.FuseOSError(errno.EINTR)
@@ -175,6 +179,18 @@ class TracefsFuse(mfusepy.Operations if mfusepy is not None else object):  # typ
             raise mfusepy.FuseOSError(exc.errno or errno.EINVAL) from None
 
 
+class _FuseWithReadFlags(mfusepy.FUSE if mfusepy is not None else object):  # type: ignore[misc]
+    """mfusepy's FUSE, telling each read the file's flags as they are at that read: FUSE_READ
+    carries f_flags, so an fcntl(F_SETFL, O_NONBLOCK) after the open (trace-cmd's on
+    trace_pipe_raw) is seen, as the kernel's tracing_buffers_read() sees it."""
+
+    def read(self, path, buf, size, offset, fip):
+        opened = self.operations._open.get(fip.contents.fh)
+        if opened is not None:
+            opened.read_flags = fip.contents.flags
+        return super().read(path, buf, size, offset, fip)
+
+
 def serve(live: LiveSystem, mountpoint: str, on_ready=None) -> None:
     """Mount and serve until unmounted (umount, Ctrl-C, SIGTERM); libfuse unmounts on the way
     out, so no dead mount is left behind.  on_ready is called once the mount is up."""
@@ -185,7 +201,7 @@ def serve(live: LiveSystem, mountpoint: str, on_ready=None) -> None:
     live.start()
     control.start()
     try:
-        mfusepy.FUSE(TracefsFuse(live, on_ready), mountpoint, foreground=True, fsname="tracefs",
+        _FuseWithReadFlags(TracefsFuse(live, on_ready), mountpoint, foreground=True, fsname="tracefs",
                      subtype="tracefs", direct_io=True, default_permissions=True, allow_other=os.geteuid() == 0)
     finally:
         control.close()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Generator
 
 from .dump import DumpMode, ftrace_dump
 from ..hash import FtraceHash
-from ..pid import kstrtoul_base0
+from ..kstr import kstrtoul_base0
 from ..probe import FtraceProbes, FuncProbe, ProbeOps
 from .stacktrace import trace_dump_stack
 

@@ -1,0 +1,228 @@
+"""trace.dat files (ftrace_core.ringbuffer.tracedat) read by Debian's real trace-cmd: `trace-cmd
+report` of each file must print what `cat trace` printed, line for line, once the known
+cosmetic differences below are taken out, and `trace-cmd dump` must read the metadata back.
+
+trace-cmd exits 0 on some bad events, so every check compares output, never only the exit
+status.  The cosmetic differences (normalize_report() and normalize_graph()), each a choice of
+trace-cmd's printer, not of the data:
+
+- report prints a `cpus=N` line and no `# ...` header;
+- report names the event (`function:`, `funcgraph_entry:`, ...) in a padded column and has no
+  irqs-off/need-resched/hardirq/preempt column (the `....` of `cat trace`; only `-l` prints
+  one, in another layout); the file's common_flags and common_preempt_count are 0, as `....` says;
+- report rounds a timestamp to the nearest microsecond where the kernel truncates: `-t`
+  prints nanoseconds, which truncated give `cat trace`'s number;
+- the function plugin prints `func <-- parent` (with `-O parent=1`; indented by depth unless
+  `-O indent=0`) where the kernel prints `func <-parent`;
+- a stack trace is `<stack trace >` and `=> func (address)` lines, the kernel's `<stack trace>`
+  and ` => func`;
+- a print event's ip is 0 in this machine (the host's tracing_mark_write() is no guest
+  function), so report prints `0x0: text` where `cat trace` names tracing_mark_write;
+- lost events: `CPU:N [K EVENTS DROPPED]`, where trace_pipe prints `CPU:N [LOST K EVENTS]`;
+- function_graph: report puts each event's task, CPU and time before the graph columns and pads
+  the duration column differently; it prints no `------ => ------` banner when a CPU's task
+  changes (verif_pid()).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import guest
+from ftrace_core.kernels import VARIANTS
+from ftrace_core.record import Call, Session
+from ftrace_core.ringbuffer.events import EntryEncoder, ftrace_events
+from ftrace_core.ringbuffer.tracedat import collect, kallsyms_text
+from ftrace_core.scenario import boot_for, load_scenario, run_scenario
+from ftrace_core.system import boot
+
+_NO_TRACE_CMD = None if shutil.which("trace-cmd") else "no trace-cmd (apt-get install trace-cmd)"
+if _NO_TRACE_CMD and os.environ.get("CI") == "true":
+    raise RuntimeError(f"CI must run the trace.dat tests, but: {_NO_TRACE_CMD}")
+pytestmark = pytest.mark.skipif(bool(_NO_TRACE_CMD), reason=_NO_TRACE_CMD or "")
+
+_REPORT = re.compile(r"^(?P<ctx>.*\[\d{3}\])\s+(?P<s>\d+)\.(?P<us>\d{6})\d{3}: (?P<event>\w+):\s+(?P<body>.*)$")
+_STACK_LINE = re.compile(r"^=> (?P<func>\S+) \([0-9a-f]+\)$")
+_DROPPED = re.compile(r"^CPU:(?P<cpu>\d+) \[(?P<n>\d+) EVENTS DROPPED\]$")
+_GRAPH_EVENTS = ("funcgraph_entry", "funcgraph_exit")
+
+
+def report(path, *args: str) -> list[str]:
+    done = subprocess.run(["trace-cmd", "report", "-t", "-O", "parent=1", "-O", "indent=0", *args, str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("cpus="), lines[:3]
+    return lines[1:]
+
+
+def normalize_report(lines: list[str]) -> list[str]:
+    """trace-cmd report's lines (function, stack, print events) in `cat trace`'s words."""
+    out = []
+    for line in lines:
+        if m := _DROPPED.match(line):
+            out.append(f"CPU:{m['cpu']} [LOST {m['n']} EVENTS]")
+            continue
+        if m := _STACK_LINE.match(line):
+            out.append(f" => {m['func']}")
+            continue
+        m = _REPORT.match(line)
+        assert m, f"not a trace-cmd report line: {line!r}"
+        body = m["body"]
+        if m["event"] == "function":
+            body = body.replace(" <-- ", " <-")
+        elif m["event"] == "kernel_stack":
+            body = body.replace("<stack trace >", "<stack trace>")
+        elif m["event"] == "print":
+            body = re.sub(r"^0x0: ", "tracing_mark_write: ", body)
+        out.append(f"{m['ctx']} .... {int(m['s']):5d}.{m['us']}: {body}")
+    return out
+
+
+def events_of(trace: str) -> list[str]:
+    return [line for line in trace.splitlines() if not line.startswith("#")]
+
+
+def normalize_graph(lines: list[str], ours: bool) -> list[tuple[int, str, str]]:
+    """(CPU, duration, the graph's text) of each function_graph line, from our trace
+    (` 0)   0.147 us    |      get_current_pid();`) or trace-cmd's."""
+    out = []
+    for line in lines:
+        if ours:
+            if line.startswith(" ---") or not line.strip() or " => " in line:
+                continue  # verif_pid()'s banner
+            m = re.match(r"^ (\d+)\) (.*)$", line)
+            assert m, f"not a graph line: {line!r}"
+            cpu, rest = int(m[1]), m[2]
+        else:
+            m = _REPORT.match(line)
+            assert m and m["event"] in _GRAPH_EVENTS, f"not a graph event: {line!r}"
+            cpu, rest = int(m["ctx"][-4:-1]), m["body"]
+        duration, _, text = rest.partition("|")
+        out.append((cpu, " ".join(duration.split()), text))
+    return out
+
+
+def test_report_of_the_kernel_workload_with_the_function_tracer_is_cat_trace(tmp_path):
+    system = Session(calls=[Call("workload_run", (2,)), Call("workload_fs_roundtrip", (8,))]).run()
+    path = tmp_path / "trace.dat"
+    system.write_tracedat(path)
+    ours = events_of(system.tracefs.read("trace"))
+    assert len(ours) > 500
+    assert normalize_report(report(path)) == ours
+
+
+@pytest.mark.parametrize("variant", ["fixed", "v4.8.17"])
+def test_report_of_function_graph_is_cat_trace_on_both_layouts(tmp_path, variant):
+    """v4.5's funcgraph_exit is padded to 48 bytes, v4.8.17's packed to 44 with overrun moved:
+    trace-cmd reads each file by its own format files."""
+    system = Session(variant=variant, tracer="function_graph",
+                     calls=[Call("workload_run", (1,)), Call("workload_getpid", ())]).run()
+    path = tmp_path / "graph.dat"
+    system.write_tracedat(path)
+    ours = normalize_graph(events_of(system.tracefs.read("trace")), ours=True)
+    assert len(ours) > 200 and any(text.rstrip().endswith("}") for _, _, text in ours)
+    assert normalize_graph(report(path), ours=False) == ours
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_report_of_the_race_is_cat_trace_on_every_variant(tmp_path, variant):
+    race = load_scenario("race")
+    system = boot_for(race, variant)
+    result = run_scenario(race, variant, system=system)
+    path = tmp_path / f"race-{variant}.dat"
+    system.write_tracedat(path)
+    ours = events_of(result.trace)
+    assert normalize_report(report(path)) == ours
+    if result.ok:  # the kernels without the race trace the module's functions: named from kallsyms
+        assert any("race_mod_work <-" in line for line in ours)
+
+
+def test_stack_traces_and_markers_read_back(tmp_path):
+    system = boot()
+    fs = system.tracefs
+    fs.write("set_ftrace_filter", "get_current_pid")
+    fs.write("current_tracer", "function")
+    fs.write("trace_options", "func_stack_trace")
+    system.call("workload_getpid")
+    fs.write("trace_marker", "hello from the marker")
+    path = tmp_path / "stack.dat"
+    system.write_tracedat(path)
+    ours = events_of(fs.read("trace"))
+    assert "<stack trace>" in "\n".join(ours) and "hello from the marker" in ours[-1]
+    assert normalize_report(report(path)) == ours
+
+
+def test_lost_events_show_as_trace_cmd_reports_them(tmp_path):
+    """Overwritten events set RB_MISSED_EVENTS on the CPU's first page with their count:
+    trace-cmd says `[N EVENTS DROPPED]` where trace_pipe says `[LOST N EVENTS]`."""
+    system = boot()
+    fs = system.tracefs
+    fs.write("set_ftrace_filter", "get_current_pid")
+    fs.write("current_tracer", "function")
+    fs.write("buffer_size_kb", "1")  # 32 entries a CPU
+    for _ in range(45):
+        system.call("workload_getpid", cpu=1)
+    lost = system.buffer.unreported[1]
+    assert lost == 45 - 32
+    path = tmp_path / "lost.dat"
+    system.write_tracedat(path)
+    reported = normalize_report(report(path))
+    assert reported[0] == f"CPU:1 [LOST {lost} EVENTS]"
+    assert reported == fs.read("trace_pipe").splitlines()
+
+
+def test_dump_reads_the_metadata_back(tmp_path):
+    system = Session(calls=[Call("workload_getpid", ())]).run()
+    system.insmod(str(guest.module_path("hello")))
+    path = tmp_path / "meta.dat"
+    system.write_tracedat(path)
+    contents = collect(system)
+
+    def dump(*args: str) -> str:
+        done = subprocess.run(["trace-cmd", "dump", *args, str(path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    summary = dump("--summary")
+    for want in ("\t\t6\t[Version]\n", "\t\t0\t[Little endian]\n", "\t\t8\t[Bytes in a long]\n",
+                 "\t\t4096\t[Page size, bytes]\n", f"[Header page, {len(contents.header_page)} bytes]",
+                 f"[Header event, {len(contents.header_event)} bytes]", "[Ftrace format, 13 events]",
+                 "[Events format, 0 systems]", f"[Kallsyms, {len(contents.kallsyms)} bytes]",
+                 "[Trace printk, 0 bytes]", f"[Saved command lines, {len(contents.cmdlines)} bytes]",
+                 "\t2 [CPUs with tracing data]\n", "\t\t[local]\n"):
+        assert want in summary, (want, summary)
+    kallsyms = dump("--kallsyms")
+    assert "hello_answer\t[hello]" in kallsyms_text(system.kernel.kallsyms)
+    assert "hello_answer" in kallsyms and "[hello]" in kallsyms
+    events = dump("--ftrace-events")
+    for event in ftrace_events(EntryEncoder.for_kernel(system.tree).packed):
+        assert event.format() in events
+    assert "1042 bash" in dump("--cmd-lines")
+
+
+def test_a_file_whose_layout_lies_does_not_pass(tmp_path):
+    """The comparison can fail: v4.8.17's packed events described by v4.5's format files
+    make trace-cmd read depth and times from the wrong offsets."""
+    system = Session(variant="v4.8.17", tracer="function_graph", calls=[Call("workload_getpid", ())]).run()
+    contents = collect(system)
+    contents.ftrace_formats = [e.format() for e in ftrace_events(False)]
+    path = tmp_path / "lying.dat"
+    with open(path, "wb") as out:
+        contents.write(out)
+    ours = normalize_graph(events_of(system.tracefs.read("trace")), ours=True)
+    done = subprocess.run(["trace-cmd", "report", "-t", str(path)], capture_output=True, text=True, timeout=60)
+    graph = [line for line in done.stdout.splitlines()[1:] if _REPORT.match(line)]
+    assert not graph or normalize_graph(graph, ours=False) != ours
+
+
+def test_format_dat_needs_an_output_file(capsys):
+    from ftrace_core.cli import main
+
+    assert main(["trace", "--format", "dat"]) == 2
+    assert "give -o FILE" in capsys.readouterr().err
