@@ -203,7 +203,7 @@ def _parse_command(cpu: int, lineno: int, text: str, base: Path, fail) -> Comman
             raise fail(f"{text!r}: expected 'cat FILE...'")
         for file in rest:
             if _tracefs_name(file) not in READABLE_FILES:
-                raise fail(f"cat: {file!r} is not a tracefs file (ls lists them)")
+                raise fail(f"{file!r} is not a tracefs file (ls lists them)")
         return Command(cpu, lineno, text, "cat", tuple(rest))
     if verb == "insmod":
         if len(rest) != 1:

@@ -103,7 +103,7 @@ class TraceOptions:
             else:
                 tracer = self.array.current_tracer
                 if name not in TRACER_OPTIONS[tracer]:
-                    raise TracefsError(f"trace_options: no option {name!r} (the core options, and the "
+                    raise TracefsError(f"trace_options: {text!r}: no option {name!r} (the core options, and the "
                                        f"{tracer} tracer's: {', '.join(TRACER_OPTIONS[tracer]) or 'none'})",
                                        errno.EINVAL)
                 ret = yield from self.set_tracer_option(tracer, name, enable)
