@@ -371,7 +371,7 @@ NAIVE_HELP = "Rewrite live call sites byte by byte instead of with breakpoints (
 
 def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[str], quantum: Optional[int],
                   timeline: bool, as_json: bool, naive: bool = False, cmdline: Optional[str] = None,
-                  trace_dat: Optional[Path] = None) -> list:
+                  trace_dat: Optional[Path] = None, timeline_events: bool = False) -> list:
     from .scenario import boot_for, load_scenario, run_scenario
 
     if quantum is not None and quantum < 1:
@@ -387,7 +387,7 @@ def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[st
         if trace_dat is not None:  # one trace.dat a variant run, for trace-cmd report and KernelShark
             trace_dat.mkdir(parents=True, exist_ok=True)
             path = trace_dat / f"{Path(scenario_name).stem}-{v}.dat"
-            size = system.write_tracedat(path)
+            size = system.write_tracedat(path, timeline=results[-1].timeline if timeline_events else None)
             print(f"wrote {path} ({size} bytes)", file=sys.stderr)
     if as_json:
         if len(results) == 1:
@@ -450,6 +450,9 @@ def race(
     cmdline: CmdlineOpt = None,
     trace_dat: Optional[Path] = typer.Option(None, "--trace-dat", help="Write each variant's trace as "
                                              "DIR/race-VARIANT.dat (trace.dat for trace-cmd report, KernelShark)."),
+    timeline_events: bool = typer.Option(False, "--timeline-events", help="With --trace-dat: the timeline's rows "
+                                         "go in too, as print events 'ftrace-emu: ...' of their CPU (the tool's "
+                                         "account of the run, for KernelShark)."),
 ) -> None:
     """Reproduce the module-load race of the seed commit on each kernel variant.
 
@@ -460,8 +463,10 @@ def race(
     from .kernels import KERNELS
     from .kernels.bugs import BUGS
 
+    if timeline_events and trace_dat is None:
+        raise FtraceError("--timeline-events goes with --trace-dat DIR")
     results = _run_variants("race", _variants(variant), schedule, quantum, timeline, as_json, naive, cmdline,
-                            trace_dat)
+                            trace_dat, timeline_events)
     # The verdict: every variant as its tree says.  The kernels with the race must fail with it
     # on the commit message's schedule (on another, they may well not); the others never fail.
     race_bug = next(b for b in BUGS if b.scenario == "race")

@@ -46,6 +46,7 @@ class Row:
     count: int = 1
     first: str = ""
     last: str = ""
+    ts: int = 0  # when it happened, on the machine's clock (Timeline.now())
 
 
 class Timeline:
@@ -55,6 +56,14 @@ class Timeline:
         self.rows: list[Row] = []
         self._waiting: dict[int, str] = {}
         self._holders: dict[str, int] = {}
+        self._last_ts = 0
+
+    def now(self) -> int:
+        """The machine's time for a row: the furthest CPU clock, never behind the last row's
+        (a CPU's clock counts its own instructions, so rows keep their order this way)."""
+        ts = max(max(cpu.clock_ns for cpu in self.system.kernel.cpus), self._last_ts + 1)
+        self._last_ts = ts
+        return ts
 
     # -- collecting --------------------------------------------------------------------------
     def attach(self, scheduler=None) -> None:
@@ -74,7 +83,7 @@ class Timeline:
         self._merge(cpu, ("int3",), "hits int3", self.system.env.describe_ip(ip))
 
     def add(self, cpu: int, text: str) -> None:
-        self.rows.append(Row(cpu, text))
+        self.rows.append(Row(cpu, text, ts=self.now()))
 
     def on_step(self, step: Step) -> None:
         value = step.value
@@ -117,13 +126,17 @@ class Timeline:
             last.count += 1
             last.last = item
             return
-        self.rows.append(Row(cpu, text, key, 1, item, item))
+        self.rows.append(Row(cpu, text, key, 1, item, item, self.now()))
 
     def _area_name(self, addr: int) -> str:
         return self.system.kernel.machine.name_of(addr) or "memory"
 
     # -- rendering -----------------------------------------------------------------------------
     def lines(self) -> list[tuple[int, str]]:
+        return [(cpu, text) for cpu, text, _ in self.stamped()]
+
+    def stamped(self) -> list[tuple[int, str, int]]:
+        """(cpu, text, ts) a row, as lines() says them."""
         out = []
         for row in self.rows:
             text = row.text
@@ -137,7 +150,7 @@ class Timeline:
                     text = f"{row.first}: {_RECORD_EVENTS[row.key[1]]}"
                 else:
                     text = f"{text}: {row.count} ({row.first} .. {row.last})"
-            out.append((row.cpu, text))
+            out.append((row.cpu, text, row.ts))
         return out
 
     def render(self, width: int = 44) -> str:

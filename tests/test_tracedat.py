@@ -226,3 +226,28 @@ def test_format_dat_needs_an_output_file(capsys):
 
     assert main(["trace", "--format", "dat"]) == 2
     assert "give -o FILE" in capsys.readouterr().err
+
+
+def test_the_race_with_its_timeline_shows_both_cpus_and_the_kill(tmp_path):
+    """race --trace-dat --timeline-events: on a kernel with the race the function tracer dies
+    before any site calls it (the trace is empty, as a real kernel's would be), so the run's
+    timeline goes in as print events "ftrace-emu: ..." of their CPU and task, in order."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ftrace_core.cli", "race", "--variant", "legacy",
+                           "--trace-dat", str(tmp_path), "--timeline-events"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = report(tmp_path / "race-legacy.dat")
+    notes = [line for line in lines if "ftrace-emu: " in line]
+    assert notes and notes == lines  # the kernel recorded nothing: only the timeline
+    bug = next(line for line in notes if "ftrace_bug(): ftrace faulted on writing" in line)
+    assert re.match(r" +bash-1042 +\[000\]", bug)
+    assert any(re.match(r" +insmod-2001 +\[001\].*module_enable_ro", line) for line in notes)
+    fault = next(i for i, line in enumerate(notes) if "FAULTS (-EPERM)" in line)
+    assert fault < notes.index(bug)
+    stamps = [float(line.split()[2].rstrip(":")) for line in notes]
+    assert stamps == sorted(stamps)
+    lonely = subprocess.run([sys.executable, "-m", "ftrace_core.cli", "race", "--timeline-events"],
+                            capture_output=True, text=True, timeout=120)
+    assert lonely.returncode == 2 and "--timeline-events goes with --trace-dat DIR" in lonely.stderr

@@ -125,16 +125,23 @@ def cmdlines_text(saved: Iterable[tuple[int, str]], entries: Iterable) -> str:
     return "".join(f"{pid} {comm}\n" for pid, comm in names.items())
 
 
-def cpu_pages(buffer, encoder: EntryEncoder, nr_cpus: int) -> list[list[bytes]]:
+def cpu_pages(buffer, encoder: EntryEncoder, nr_cpus: int, notes: Iterable = ()) -> list[list[bytes]]:
     """Each CPU's events as a reader of trace_pipe_raw would take them now (without taking
-    them): its pages, the events lost since the last consuming read flagged on the first."""
+    them): its pages, the events lost since the last consuming read flagged on the first;
+    notes (print events of the tool's own, see write_tracedat()) merged in by time."""
     encode = encoder.encode
-    return [encode_pages(((e.ts, encode(e)) for e in buffer.entries(cpu)), buffer.unreported[cpu])[0]
-            for cpu in range(nr_cpus)]
+    notes = list(notes)
+    pages = []
+    for cpu in range(nr_cpus):
+        events = buffer.entries(cpu) + [n for n in notes if n.cpu == cpu]
+        events.sort(key=lambda e: e.ts)
+        pages.append(encode_pages(((e.ts, encode(e)) for e in events), buffer.unreported[cpu])[0])
+    return pages
 
 
-def collect(system: "System", array=None) -> TraceDat:
+def collect(system: "System", array=None, notes: Iterable = ()) -> TraceDat:
     """A trace array's buffer (the top level's by default) and the kernel's metadata."""
+    notes = list(notes)
     array = array if array is not None else system.tracefs.top
     tree = system.tree
     buffer = array.buffer
@@ -144,15 +151,17 @@ def collect(system: "System", array=None) -> TraceDat:
     return TraceDat(
         header_page=header_page(), header_event=header_event(), ftrace_formats=formats,
         kallsyms=kallsyms_text(system.kernel.kallsyms), printk_formats="",
-        cmdlines=cmdlines_text(saved, buffer.entries()),
-        cpu_pages=cpu_pages(buffer, EntryEncoder.for_kernel(tree), nr_cpus),
+        cmdlines=cmdlines_text(saved, buffer.entries() + list(notes)),
+        cpu_pages=cpu_pages(buffer, EntryEncoder.for_kernel(tree), nr_cpus, notes),
         trace_clock=system.tracefs.read(array.prefix + "trace_clock"),
         uname=f"Linux ftrace-emu {tree.uname} x86_64",  # add_uname(): sysname nodename release machine
         cpustats=[f"CPU: {cpu}\n" + array.buffers.stats(cpu) for cpu in range(nr_cpus)])
 
 
-def write_tracedat(system: "System", path: str | Path, array=None) -> int:
-    """The trace array's trace as trace.dat at path; the bytes written."""
-    contents = collect(system, array)
+def write_tracedat(system: "System", path: str | Path, array=None, notes: Iterable = ()) -> int:
+    """The trace array's trace as trace.dat at path; the bytes written.  notes are print
+    events that were never in the kernel's buffer (the tool's own account of a run, each
+    text starting "ftrace-emu: "), for a viewer to show beside the kernel's events."""
+    contents = collect(system, array, notes)
     with open(path, "wb") as out:
         return contents.write(out)
