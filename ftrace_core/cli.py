@@ -40,6 +40,12 @@ CmdlineOpt = Annotated[Optional[str], typer.Option(
          "the kernel applies them: ftrace=TRACER, ftrace_filter=, ftrace_notrace=, ftrace_graph_filter=, "
          "ftrace_graph_notrace= (comma-separated globs), ftrace_dump_on_oops[=orig_cpu], trace_options=, "
          "trace_clock=, trace_buf_size=.")]
+#: trace.dat's version and compression, shared by trace --format dat and race --trace-dat.
+DatVersionOpt = Annotated[int, typer.Option(
+    "--dat-version", help="trace.dat version: 6 (default) or 7 (sections, compressible; trace-cmd 3.x reads it).")]
+CompressionOpt = Annotated[Optional[str], typer.Option(
+    "--compression", help="With --dat-version 7: none, zlib or zstd (zstd needs a zstd module or program; "
+                          "`trace-cmd list -c` names what the installed trace-cmd reads).")]
 
 # Errors caused by what the user gave us (exit 2) versus the system failing (exit 1).
 _BAD_INPUT = (emu_errors.BadCall, emu_errors.ElfError, emu_errors.ModuleLoadError, emu_errors.SymbolError, emu_errors.ToolchainError,
@@ -189,6 +195,8 @@ def trace(
     budget: int = typer.Option(CALL_BUDGET, "--budget", help="Instructions a call may run before it is reported as "
                                                              "a soft lockup (0: no limit)."),
     cmdline: CmdlineOpt = None,
+    dat_version: DatVersionOpt = 6,
+    compression: CompressionOpt = None,
 ) -> None:
     """Boot, load modules, set filters, trace guest calls, and print the trace.
 
@@ -200,6 +208,7 @@ def trace(
         raise FtraceError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if fmt == "dat" and output is None:
         raise FtraceError("--format dat writes a binary trace.dat: give -o FILE")
+    _dat_format(dat_version, compression, None if fmt == "dat" else "--format dat")
     if run_ and workload:
         raise FtraceError("give --run or --workload, not both")
     if not 0 <= cpu < 2:
@@ -215,8 +224,9 @@ def trace(
                       budget=budget or None, progress=call_progress(), cmdline=cmdline)
     system = session.run()
     if fmt == "dat":
-        size = system.write_tracedat(output)
-        print(f"wrote {output} ({size} bytes, trace.dat version 6: trace-cmd report {output})", file=sys.stderr)
+        size = system.write_tracedat(output, version=dat_version, compression=compression)
+        how = f"{dat_version}, {compression}" if compression not in (None, "none") else f"{dat_version}"
+        print(f"wrote {output} ({size} bytes, trace.dat version {how}: trace-cmd report {output})", file=sys.stderr)
         if session.fault is not None:
             raise session.fault
         return
@@ -371,7 +381,8 @@ NAIVE_HELP = "Rewrite live call sites byte by byte instead of with breakpoints (
 
 def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[str], quantum: Optional[int],
                   timeline: bool, as_json: bool, naive: bool = False, cmdline: Optional[str] = None,
-                  trace_dat: Optional[Path] = None, timeline_events: bool = False) -> list:
+                  trace_dat: Optional[Path] = None, timeline_events: bool = False, dat_version: int = 6,
+                  compression: Optional[str] = None) -> list:
     from .scenario import boot_for, load_scenario, run_scenario
 
     if quantum is not None and quantum < 1:
@@ -387,7 +398,8 @@ def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[st
         if trace_dat is not None:  # one trace.dat a variant run, for trace-cmd report and KernelShark
             trace_dat.mkdir(parents=True, exist_ok=True)
             path = trace_dat / f"{Path(scenario_name).stem}-{v}.dat"
-            size = system.write_tracedat(path, timeline=results[-1].timeline if timeline_events else None)
+            size = system.write_tracedat(path, timeline=results[-1].timeline if timeline_events else None,
+                                         version=dat_version, compression=compression)
             print(f"wrote {path} ({size} bytes)", file=sys.stderr)
     if as_json:
         if len(results) == 1:
@@ -400,6 +412,22 @@ def _run_variants(scenario_name: str, variants: list[str], schedule: Optional[st
         _render_run(console, result, timeline)
     console.print(f"replay any of these with: --schedule '{results[-1].schedule}'", markup=False)
     return results
+
+
+def _dat_format(version: int, compression: Optional[str], needs: Optional[str]) -> None:
+    """--dat-version and --compression, refused before anything boots; needs names the option
+    they go with when it was not given."""
+    from .ringbuffer.tracedat7 import COMPRESSIONS, VERSIONS, codec
+
+    if needs is not None and (version != 6 or compression is not None):
+        raise FtraceError(f"--dat-version and --compression go with {needs}")
+    if version not in VERSIONS:
+        raise FtraceError(f"--dat-version {version}: expected one of {', '.join(map(str, VERSIONS))}")
+    if compression is not None and compression not in COMPRESSIONS:
+        raise FtraceError(f"--compression {compression!r}: expected one of {', '.join(COMPRESSIONS)}")
+    if version == 6 and compression not in (None, "none"):
+        raise FtraceError(f"--compression {compression}: trace.dat version 6 is never compressed (add --dat-version 7)")
+    codec(compression)  # zstd: refused when this machine cannot make it
 
 
 def _with_cmdline(scenario, cmdline: Optional[str]):
@@ -453,6 +481,8 @@ def race(
     timeline_events: bool = typer.Option(False, "--timeline-events", help="With --trace-dat: the timeline's rows "
                                          "go in too, as print events 'ftrace-emu: ...' of their CPU (the tool's "
                                          "account of the run, for KernelShark)."),
+    dat_version: DatVersionOpt = 6,
+    compression: CompressionOpt = None,
 ) -> None:
     """Reproduce the module-load race of the seed commit on each kernel variant.
 
@@ -465,8 +495,9 @@ def race(
 
     if timeline_events and trace_dat is None:
         raise FtraceError("--timeline-events goes with --trace-dat DIR")
+    _dat_format(dat_version, compression, None if trace_dat is not None else "--trace-dat DIR")
     results = _run_variants("race", _variants(variant), schedule, quantum, timeline, as_json, naive, cmdline,
-                            trace_dat, timeline_events)
+                            trace_dat, timeline_events, dat_version, compression)
     # The verdict: every variant as its tree says.  The kernels with the race must fail with it
     # on the commit message's schedule (on another, they may well not); the others never fail.
     race_bug = next(b for b in BUGS if b.scenario == "race")

@@ -288,10 +288,12 @@ class System:
     def symbol(self, name: str) -> int:
         return self.kernel.symbol(name)
 
-    def write_tracedat(self, path: str | Path, instance: str | None = None, timeline=None) -> int:
-        """The trace (the top level's, or instances/NAME's) as a trace.dat (version 6) for
-        `trace-cmd report` and KernelShark, as `trace-cmd extract` would write it; the
-        bytes written.  The buffer is read, not consumed.  With a run's timeline
+    def write_tracedat(self, path: str | Path, instance: str | None = None, timeline=None, version: int = 6,
+                       compression: str | None = None) -> int:
+        """The trace (the top level's, or instances/NAME's) as a trace.dat (version 6, or 7
+        with compression None, "zlib" or "zstd") for `trace-cmd report` and KernelShark, as
+        `trace-cmd extract` would write it; the bytes written.  The buffer is read, not
+        consumed.  With a run's timeline
         (ftrace_core.timeline.Timeline), its rows go in too, as print events "ftrace-emu: ..."
         of their CPU at their time: the tool's account, beside the kernel's events."""
         from .ringbuffer.tracedat import write_tracedat
@@ -308,7 +310,7 @@ class System:
             tasks = [c.task for c in self.kernel.cpus]  # a run's tasks stay on their CPUs
             notes = [PrintEntry(ts, cpu, trace_comm(tasks[cpu]), tasks[cpu].pid, f"ftrace-emu: {text}\n")
                      for cpu, text, ts in timeline.stamped()]
-        return write_tracedat(self, path, array, notes)
+        return write_tracedat(self, path, array, notes, version, compression)
 
     def describe(self, ip: int) -> tuple[str, str | None]:
         """(symbol, module or None) for an address, for machine-readable output."""

@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -251,3 +252,228 @@ def test_the_race_with_its_timeline_shows_both_cpus_and_the_kill(tmp_path):
     lonely = subprocess.run([sys.executable, "-m", "ftrace_core.cli", "race", "--timeline-events"],
                             capture_output=True, text=True, timeout=120)
     assert lonely.returncode == 2 and "--timeline-events goes with --trace-dat DIR" in lonely.stderr
+
+
+# trace.dat version 7 (ftrace_core.ringbuffer.tracedat7): the same trace in sections, compressed
+# or not.  trace-cmd report of a version 7 file must print exactly what it prints of version 6;
+# a compression is checked by trace-cmd where the installed one reads it (`trace-cmd list -c`:
+# Debian's 3.1.6 is built with zstd only, so zlib is checked by decompressing the file here).
+
+
+def _trace_cmd_compressions() -> set[str]:
+    done = subprocess.run(["trace-cmd", "list", "-c"], capture_output=True, text=True, timeout=60)
+    return {line.strip().split(",")[0] for line in done.stdout.splitlines()[1:] if line.strip()}
+
+
+def _can_write(compression: str) -> bool:
+    from ftrace_core.errors import FtraceError
+    from ftrace_core.ringbuffer.tracedat7 import codec
+
+    try:
+        codec(compression)
+    except FtraceError as exc:
+        if os.environ.get("CI") == "true":  # CI installs zstd: the compressed files must be checked
+            raise RuntimeError(f"CI must write {compression} trace.dat files, but: {exc}") from None
+        return False
+    return True
+
+
+def _v7_sections(data: bytes) -> tuple[str, list[tuple[int, int, bytes]], list[tuple[int, int, int]]]:
+    """(compression, [(section id, flags, body)], [(cpu, offset, size)] of the BUFFER option) of
+    a version 7 file, read by the format's document, not by the writer's code: the sections
+    are walked from the header by their sizes; OPTIONS (never compressed) has BUFFER."""
+    import struct
+
+    assert data[:10] == b"\x17\x08\x44tracing" and data[10:12] == b"7\0"
+    end = data.index(b"\0", 18)
+    name, version_end = data[18:end].decode(), data.index(b"\0", end + 1)
+    at = version_end + 1 + 8
+    sections, cpus = [], []
+    while at < len(data):
+        sid, flags, _, size = struct.unpack_from("<HHIQ", data, at)
+        sections.append((sid, flags, data[at + 16:at + 16 + size]))
+        at += 16 + size
+    assert at == len(data)
+    options = next(body for sid, _, body in sections if sid == 0)
+    while options:
+        option, size = struct.unpack_from("<HI", options)
+        if option == 3:
+            buffer = options[6:6 + size]
+            clock_end = buffer.index(b"\0", buffer.index(b"\0", 8) + 1)
+            _, count = struct.unpack_from("<II", buffer, clock_end + 1)
+            cpus = [struct.unpack_from("<IQQ", buffer, clock_end + 9 + 20 * i) for i in range(count)]
+        options = options[6 + size:]
+    return name, sections, cpus
+
+
+def read_v7(path) -> tuple[str, dict[int, bytes], dict[int, bytes]]:
+    """(compression, {section id: its body}, {cpu: its data}) of a version 7 file, decompressed
+    (none or zlib): each compressed section's sizes and block, each CPU's chunks."""
+    import struct
+    import zlib
+
+    data = Path(path).read_bytes()
+    name, walked, buffer = _v7_sections(data)
+    unzip = {"none": lambda b: b, "zlib": zlib.decompress}[name]
+    sections, cpus = {}, {}
+    for sid, flags, body in walked:
+        if flags & 1 and sid != 3:
+            zsize, rsize = struct.unpack_from("<II", body)
+            body = unzip(body[8:8 + zsize])
+            assert len(body) == rsize
+        sections[sid] = body
+    for cpu, offset, length in buffer:
+        raw = data[offset:offset + length]
+        if name != "none":
+            chunks, pos, out = struct.unpack_from("<I", raw)[0], 4, b""
+            for _ in range(chunks):
+                zsize, rsize = struct.unpack_from("<II", raw, pos)
+                out += unzip(raw[pos + 8:pos + 8 + zsize])
+                assert len(out) % 4096 == 0 and rsize % 4096 == 0
+                pos += 8 + zsize
+            assert pos == length
+            raw = out
+        cpus[cpu] = raw
+    return name, sections, cpus
+
+
+def _full_report(path) -> tuple[int, str, str]:
+    done = subprocess.run(["trace-cmd", "report", "-t", "-O", "parent=1", str(path)], capture_output=True,
+                          text=True, timeout=60)
+    return done.returncode, done.stdout, done.stderr
+
+
+def _v7_case(case: str):
+    """(system, timeline) of each trace the version 7 tests write."""
+    if case == "graph":
+        return Session(tracer="function_graph",
+                       calls=[Call("workload_run", (2,)), Call("workload_fs_roundtrip", (2,))]).run(), None
+    variant = case.split("-")[1]
+    race = load_scenario("race")
+    system = boot_for(race, variant)
+    result = run_scenario(race, variant, system=system)
+    assert result.ok == (variant == "fixed")
+    return system, result.timeline if case.endswith("timeline") else None
+
+
+@pytest.mark.parametrize("case", ["race-fixed", "race-legacy", "race-legacy-timeline", "graph"])
+def test_version_7_reports_what_version_6_does(tmp_path, case):
+    """race: the clean fixed (CPU 1's module events), the failing legacy (empty, as its kernel's
+    trace is; with its timeline, print events on both CPUs); the kernel workload under
+    function_graph (17 pages on CPU 0: two compressed chunks)."""
+    from ftrace_core.ringbuffer.tracedat7 import CHUNK_PAGES
+
+    system, timeline = _v7_case(case)
+    v6 = tmp_path / "v6.dat"
+    system.write_tracedat(v6, timeline=timeline)
+    code, want, _ = _full_report(v6)
+    assert code == 0 and want.startswith("cpus=2\n")
+    if case != "race-legacy":
+        assert len(want.splitlines()) > 20
+    if case == "graph":
+        assert len(collect(system).cpu_pages[0]) > CHUNK_PAGES
+    readable = _trace_cmd_compressions()
+    plain = None
+    for compression in ("none", "zlib", "zstd"):
+        if not _can_write(compression):
+            continue
+        path = tmp_path / f"v7-{compression}.dat"
+        system.write_tracedat(path, timeline=timeline, version=7, compression=compression)
+        if compression != "zstd":  # the file's own contents, decompressed here
+            name, sections, cpus = read_v7(path)
+            assert name == compression
+            if plain is None:
+                plain = (sections, cpus)
+            else:
+                assert {k: v for k, v in sections.items() if k not in (0, 3, 15)} == \
+                       {k: v for k, v in plain[0].items() if k not in (0, 3, 15)}
+                assert cpus == plain[1]
+        if compression == "none" or compression in readable:
+            assert _full_report(path) == (0, want, ""), compression
+    assert plain is not None
+    if timeline is None:  # the kernel's own pages, as trace_pipe_raw gives them
+        assert plain[1] == {cpu: b"".join(pages) for cpu, pages in enumerate(collect(system).cpu_pages) if pages}
+
+
+def _dump(path, *args: str) -> str:
+    done = subprocess.run(["trace-cmd", "dump", *args, str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_dump_says_version_7_and_the_compression(tmp_path):
+    from ftrace_core.ringbuffer.tracedat7 import codec
+
+    system = Session(calls=[Call("workload_getpid", ())]).run()
+    contents = collect(system)
+    for compression in ["none"] + sorted(c for c in _trace_cmd_compressions() if _can_write(c)):
+        path = tmp_path / f"meta-{compression}.dat"
+        system.write_tracedat(path, version=7, compression=compression)
+        zip_ = codec(compression)
+        summary = _dump(path, "--summary")
+        for want in ("\t\t7\t[Version]\n", f"\t\t{compression}\t[Compression algorithm]\n",
+                     f"\t\t{zip_.version if zip_ else ''}\t[Compression version]\n",
+                     '[buffer "", "local" clock, 4096 page size, 1 cpus,',
+                     f"[Kallsyms, {len(contents.kallsyms)} bytes]", "[Ftrace format, 13 events]",
+                     f"[Saved command lines, {len(contents.cmdlines)} bytes]"):
+            assert want in summary, (want, summary)
+        assert "is a valid trace-cmd file" in _dump(path, "-v")
+        assert "1042 bash" in _dump(path, "--cmd-lines")
+
+
+def test_a_damaged_compressed_chunk_does_not_pass(tmp_path):
+    """A compressed chunk cut short, or with bytes changed, must not give the report of the
+    good file: trace-cmd fails or prints something else (compared, never only the exit code)."""
+    import struct
+
+    compressions = sorted(c for c in _trace_cmd_compressions() if _can_write(c))
+    if not compressions:
+        pytest.skip("the installed trace-cmd reads no compression this machine can write")
+    system, _ = _v7_case("graph")
+    good = tmp_path / "good.dat"
+    system.write_tracedat(good, version=7, compression=compressions[0])
+    want = _full_report(good)
+    assert want[0] == 0 and len(want[1].splitlines()) > 100
+    data = good.read_bytes()
+    [(_, offset, size)] = _v7_sections(data)[2]  # CPU 0's data: its chunks
+    chunks, zsize = struct.unpack_from("<II", data, offset)
+    assert chunks == 2 and offset + 12 + zsize < offset + size
+    first = offset + 12  # the first chunk's compressed bytes
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(data[:first + zsize // 2])
+    flipped = bytearray(data)
+    for i in range(first + zsize // 3, first + zsize // 3 + 16):
+        flipped[i] ^= 0xFF
+    changed = tmp_path / "changed.dat"
+    changed.write_bytes(bytes(flipped))
+    for bad in (cut, changed):
+        got = _full_report(bad)
+        assert got[0] != 0 or got[1] != want[1], bad.name
+
+
+def test_dat_version_and_compression_are_checked_first(capsys):
+    from ftrace_core.cli import main
+
+    for args, error in ((["--format", "dat", "-o", "x.dat", "--dat-version", "9"],
+                         "--dat-version 9: expected one of 6, 7"),
+                        (["--format", "dat", "-o", "x.dat", "--dat-version", "7", "--compression", "lz4"],
+                         "--compression 'lz4': expected one of none, zlib, zstd"),
+                        (["--format", "dat", "-o", "x.dat", "--compression", "zlib"],
+                         "trace.dat version 6 is never compressed (add --dat-version 7)"),
+                        (["--dat-version", "7"], "--dat-version and --compression go with --format dat")):
+        assert main(["trace", *args]) == 2
+        err = capsys.readouterr().err
+        assert error in err and err.count("\n") == 1, err
+    assert main(["race", "--compression", "zlib"]) == 2
+    assert "go with --trace-dat DIR" in capsys.readouterr().err
+
+
+def test_race_writes_version_7_files(tmp_path):
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ftrace_core.cli", "race", "--variant", "fixed", "--trace-dat",
+                           str(tmp_path), "--dat-version", "7", "--compression", "zlib"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    name, sections, cpus = read_v7(tmp_path / "race-fixed.dat")
+    assert name == "zlib" and list(cpus) == [1] and b"race_mod_work" in sections[19]

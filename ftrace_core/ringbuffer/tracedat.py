@@ -8,6 +8,9 @@ event systems (none here); /proc/kallsyms (the kernel's symbols and the loaded m
 printk formats; saved_cmdlines; the CPU count; options (the trace clock, uname, trace-cmd's
 per-CPU stats); then "flyrecord" with each CPU's offset and size, and each CPU's ring-buffer
 pages (trace_pipe_raw's, ftrace_core.ringbuffer.page), page-aligned.
+
+Version 7 (tracedat7.py) holds the same contents in sections, optionally compressed:
+write_tracedat(..., version=7, compression="zlib").
 """
 
 from __future__ import annotations
@@ -48,25 +51,42 @@ class TraceDat:
     uname: str = ""
     cpustats: list[str] = field(default_factory=list)  # per_cpu/cpuN/stats
 
-    def write(self, out: BinaryIO) -> int:
-        """The file, to out; its size."""
+    def check_pages(self) -> None:
         for pages in self.cpu_pages:
             for page in pages:
                 if len(page) != PAGE_SIZE:
                     raise FtraceError(f"trace.dat: a ring-buffer page must be {PAGE_SIZE} bytes, got {len(page)}")
-        head = bytearray(MAGIC + f"{FILE_VERSION}\0".encode() + bytes([0, 8]) + struct.pack("<I", PAGE_SIZE))
+
+    # The metadata blocks, laid out alike in version 6 (in this order, after the file's header)
+    # and version 7 (each the body of its own section).
+    def header_info(self) -> bytes:
+        """header_page and header_event, each its name, a NUL and a 64-bit size first."""
+        head = b""
         for name, text in (("header_page", self.header_page), ("header_event", self.header_event)):
             data = text.encode()
             head += name.encode() + b"\0" + struct.pack("<Q", len(data)) + data
-        head += struct.pack("<I", len(self.ftrace_formats))
-        for fmt in self.ftrace_formats:
-            data = fmt.encode()
-            head += struct.pack("<Q", len(data)) + data
-        head += struct.pack("<I", 0)  # event systems besides ftrace: none in this kernel
-        for text, size in ((self.kallsyms, "<I"), (self.printk_formats, "<I"), (self.cmdlines, "<Q")):
-            data = text.encode()
-            head += struct.pack(size, len(data)) + data
-        head += struct.pack("<I", len(self.cpu_pages)) + b"options  \0"
+        return head
+
+    def ftrace_events(self) -> bytes:
+        """The count of events/ftrace/*/format files, then each with its 64-bit size."""
+        return struct.pack("<I", len(self.ftrace_formats)) + b"".join(
+            struct.pack("<Q", len(data)) + data for data in (fmt.encode() for fmt in self.ftrace_formats))
+
+    @staticmethod
+    def event_formats() -> bytes:
+        return struct.pack("<I", 0)  # event systems besides ftrace: none in this kernel
+
+    def kallsyms_data(self) -> bytes:
+        return struct.pack("<I", len(self.kallsyms.encode())) + self.kallsyms.encode()
+
+    def printk_data(self) -> bytes:
+        return struct.pack("<I", len(self.printk_formats.encode())) + self.printk_formats.encode()
+
+    def cmdlines_data(self) -> bytes:
+        return struct.pack("<Q", len(self.cmdlines.encode())) + self.cmdlines.encode()
+
+    def text_options(self) -> list[tuple[int, str]]:
+        """The options whose data is a NUL-terminated text: trace clock, uname, version, stats."""
         options: list[tuple[int, str]] = []
         if self.trace_clock:
             options.append((TRACECMD_OPTION_TRACECLOCK, self.trace_clock))
@@ -74,13 +94,26 @@ class TraceDat:
             options.append((TRACECMD_OPTION_UNAME, self.uname))
         options.append((TRACECMD_OPTION_VERSION, WRITER))
         options += [(TRACECMD_OPTION_CPUSTAT, stats) for stats in self.cpustats]
-        for option, text in options:
+        return options
+
+    def clock_in_use(self) -> str:
+        """The trace clock the events' times are on: trace_clock's bracketed word ("local")."""
+        return next((w[1:-1] for w in self.trace_clock.split() if w.startswith("[")), "local")
+
+    def write(self, out: BinaryIO) -> int:
+        """The file (version 6), to out; its size."""
+        self.check_pages()
+        head = bytearray(MAGIC + f"{FILE_VERSION}\0".encode() + bytes([0, 8]) + struct.pack("<I", PAGE_SIZE))
+        head += self.header_info() + self.ftrace_events() + self.event_formats()
+        head += self.kallsyms_data() + self.printk_data() + self.cmdlines_data()
+        head += struct.pack("<I", len(self.cpu_pages)) + b"options  \0"
+        for option, text in self.text_options():
             data = text.encode() + b"\0"
             head += struct.pack("<HI", option, len(data)) + data
         head += struct.pack("<H", 0) + b"flyrecord\0"
         clock = b""
         if self.trace_clock:  # after the CPUs' offsets, the clock in use: "[local]"
-            chosen = next((w for w in self.trace_clock.split() if w.startswith("[")), "[local]")
+            chosen = f"[{self.clock_in_use()}]"
             clock = struct.pack("<Q", len(chosen)) + chosen.encode()
         offset = -(-(len(head) + 16 * len(self.cpu_pages) + len(clock)) // PAGE_SIZE) * PAGE_SIZE
         for pages in self.cpu_pages:
@@ -158,10 +191,16 @@ def collect(system: "System", array=None, notes: Iterable = ()) -> TraceDat:
         cpustats=[f"CPU: {cpu}\n" + array.buffers.stats(cpu) for cpu in range(nr_cpus)])
 
 
-def write_tracedat(system: "System", path: str | Path, array=None, notes: Iterable = ()) -> int:
+def write_tracedat(system: "System", path: str | Path, array=None, notes: Iterable = (), version: int = 6,
+                   compression: str | None = None) -> int:
     """The trace array's trace as trace.dat at path; the bytes written.  notes are print
     events that were never in the kernel's buffer (the tool's own account of a run, each
-    text starting "ftrace-emu: "), for a viewer to show beside the kernel's events."""
+    text starting "ftrace-emu: "), for a viewer to show beside the kernel's events.
+    version 7 writes sections (tracedat7.py), compressed with compression ("zlib", "zstd")."""
+    from .tracedat7 import check_format, codec, write_v7
+
+    check_format(version, compression)
+    codec(compression)  # refused here, before the file is opened, when not available
     contents = collect(system, array, notes)
     with open(path, "wb") as out:
-        return contents.write(out)
+        return contents.write(out) if version == 6 else write_v7(contents, out, compression)
