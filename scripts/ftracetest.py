@@ -47,7 +47,8 @@ _RESULT = re.compile(r"^\[\d+\]\s*(\(instance\)\s*)?(.*?)\s*\[([A-Z]+)\]\s*$")
 
 _WRAPPER = r"""
 set -e
-for m in $(awk '$3 == "tracefs" || $3 == "debugfs" {print $2}' /proc/mounts | sort -r); do
+# every tracefs but ours (the host's, and other emulated ones mounted meanwhile), and debugfs
+for m in $(awk '($3 == "tracefs" || $3 == "debugfs" || $3 == "fuse.tracefs") && $2 != ENVIRON["FTRACE_EMU_MOUNT"] {print $2}' /proc/mounts | sort -r); do
     umount -l "$m"
 done
 found=$(grep tracefs /proc/mounts | cut -f2 -d' ' | head -1)
