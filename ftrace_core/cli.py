@@ -556,6 +556,9 @@ def explore(
                                                   "preemption bound, off with one, where it could skip bounded "
                                                   "schedules)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Processes: variants in parallel; runs too without reduction."),
+    runner: str = typer.Option("prefix", "--runner",
+                               help="prefix: each schedule resumes from a paused fork on its prefix (the default); "
+                                    "fork-from-boot: each starts from a fork of the booted state. Same results."),
     random_runs: Optional[int] = typer.Option(None, "--random", help="Seeded PCT: this many random schedules."),
     seed: int = typer.Option(0, "--seed", help="Seed for --random."),
     depth: int = typer.Option(3, "--depth", help="PCT bug depth d for --random."),
@@ -570,7 +573,7 @@ def explore(
 
     Example: ftrace-emu explore --all-variants --jobs 2
     """
-    from .explore import GRANULARITIES, explore_random, explore_variant, map_forked
+    from .explore import GRANULARITIES, RUNNERS, explore_random, explore_variant, map_forked
     from .scenario import load_scenario
 
     scn = _with_cmdline(load_scenario(scenario), cmdline)
@@ -581,6 +584,8 @@ def explore(
     patching = "naive" if naive else "breakpoints"
     if granularity not in GRANULARITIES:
         raise FtraceError(f"unknown granularity {granularity!r}: expected one of {', '.join(GRANULARITIES)}")
+    if runner not in RUNNERS:
+        raise FtraceError(f"unknown runner {runner!r}: expected one of {', '.join(RUNNERS)}")
     for name, value in (("--quantum", quantum), ("--jobs", jobs), ("--depth", depth), ("--random", random_runs),
                         ("--limit", limit)):
         if value is None:
@@ -602,7 +607,7 @@ def explore(
                                   patching=patching)
         return explore_variant(scn, v, max_preemptions=max_preemptions, reduce=reduction, granularity=granularity,
                                quantum=quantum, jobs=jobs if len(variants) == 1 else 1, limit=limit,
-                               progress=progress, patching=patching)
+                               progress=progress, patching=patching, runner=runner)
 
     parallel = len(variants) > 1 and jobs > 1
     if console.is_terminal and not as_json and not quiet:

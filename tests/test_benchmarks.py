@@ -35,9 +35,14 @@ def test_bench_boot_reports_the_largest_size():
 
 
 def test_bench_explore_reports_its_rates():
-    figures = _last_json("bench_explore.py", "--limit", "4")
-    for key in ("schedules_per_s", "schedules_per_s_reduced", "schedules_per_s_jobs", "restore_us"):
+    figures = _last_json("bench_explore.py", "--limit", "4", "--variants", "legacy,fixed")
+    for key in ("verdict_s", "verdict_s_old", "verdict_ratio", "runs_per_s", "schedules_per_s_covered",
+                "schedules_per_s", "schedules_per_s_reduced", "schedules_per_s_jobs", "restore_us"):
         assert figures[key] > 0, key
+    assert list(figures["variants"]) == ["legacy", "fixed"]
+    assert all(v["identical"] for v in figures["variants"].values())  # both runners, the same runs
+    for key in ("record_k2_verdict_s", "cluster_overhead_s"):  # not built yet: null, with a note
+        assert figures[key] is None and figures["notes"][key]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="builds and runs a native binary")

@@ -59,6 +59,51 @@ def test_failing_schedules_replay_the_same_way_elsewhere(bounded):
     assert all(fixed.invariants.values()), fixed.violations
 
 
+def _same_runs(a, b) -> None:
+    """Two explorations made the same runs in the same order, with the same outcomes."""
+    assert (a.runs, a.pruned, a.schedules, a.complete) == (b.runs, b.pruned, b.schedules, b.complete)
+    assert a.seen == b.seen and a.final_states == b.final_states and a.kinds == b.kinds
+    assert a.failing_schedules == b.failing_schedules and a.failing_kind == b.failing_kind
+
+
+def test_the_prefix_runner_gives_the_runs_of_forking_from_boot(bounded):
+    """The default runner resumes each schedule from a paused fork on its prefix; the old one
+    forks the booted state for each.  Same runs, schedule for schedule, on a variant that
+    fails (plain enumeration, bounded: the `bounded` fixture ran the default runner) and on
+    one that does not (the sleep-set reduction, a checkpoint after every step, for a while)."""
+    def old(v: str):
+        if v == "legacy":
+            return explore_variant(RACE, v, max_preemptions=2, reduce=False, runner="fork-from-boot")
+        return explore_variant(RACE, v, limit=80, runner="fork-from-boot")
+
+    legacy_old, fixed_old = map_forked(old, ["legacy", "fixed"], 2)
+    assert bounded["legacy"].runner == "prefix" and bounded["legacy"].checkpoints > 0
+    _same_runs(bounded["legacy"], legacy_old)
+    fixed = explore_variant(RACE, "fixed", limit=80, threshold_s=0.0)
+    assert fixed.checkpoints > fixed.runs and fixed.resumed_steps > 10 * fixed.runs
+    _same_runs(fixed, fixed_old)
+    assert len(fixed.final_states) > 1 and not fixed.failing_schedules
+    # every failing schedule fails again, the same way, when replayed on its own
+    replayed = cross_replay(RACE, bounded["legacy"].failing_schedules, "legacy")
+    assert replayed["failing"] == replayed["replayed"] == len(bounded["legacy"].failing_schedules) > 0
+    assert replayed["kind_of"] == bounded["legacy"].failing_kind
+
+
+@pytest.mark.slow_explore
+def test_every_variants_verdict_is_the_same_under_both_runners():
+    """Every schedule of the race on every variant (minutes): the same runs under both
+    runners, and every failing schedule fails again, the same way, when replayed."""
+    def both(v: str):
+        return explore_variant(RACE, v), explore_variant(RACE, v, runner="fork-from-boot")
+
+    for v, (new, old) in zip(VARIANTS, map_forked(both, list(VARIANTS), 2)):
+        assert new.complete and new.runner == "prefix" and old.runner == "fork-from-boot"
+        _same_runs(new, old)
+        assert bool(new.failing_schedules) == (v in ("legacy", "seed")), v
+        if new.failing_schedules:
+            assert cross_replay(RACE, new.failing_schedules, v)["kind_of"] == new.failing_kind
+
+
 def test_more_jobs_give_identical_results():
     one = explore_variant(RACE, "seed", max_preemptions=1, reduce=False, jobs=1)
     two = explore_variant(RACE, "seed", max_preemptions=1, reduce=False, jobs=2)
@@ -87,6 +132,7 @@ def test_explore_json_from_the_cli(capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["explore", "--granularity", "huge"], "unknown granularity 'huge'"),
+    (["explore", "--runner", "magic"], "unknown runner 'magic': expected one of prefix, fork-from-boot"),
     (["explore", "--variant", "old"], "unknown variant 'old'"),
     (["explore", "--jobs", "0"], "--jobs must be at least 1"),
     (["explore", "--variant", "seed", "--all-variants"], "not both"),

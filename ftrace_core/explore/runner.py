@@ -1,51 +1,33 @@
 """Exploring every schedule of a scenario on each kernel variant.
 
-The booted state is prepared once per variant in this process (kernel booted, the call
-audit's hooks in place, modules parsed, translated code warm); every schedule then runs in a
-child made by fork(), which starts from exactly that state and reports back the path it took
-and what the invariants found.  emu.explore decides which schedules to run.
-
-Scheduling points are the points of the granularity chosen:
-  coarse  every named point but the per-record rewrites, the breakpoint passes' run_sync
-          and guest-code slices (default)
-  record  also one point per call-site write and per run_sync
-  fine    also a point between slices of guest code (--quantum instructions)
+The booted state is prepared once per variant in this process (ftrace_core.explore.run);
+emu.explore decides which schedules to run, and a runner runs each: by default
+emu.forktree, where each schedule resumes from the deepest paused fork on its prefix (the
+state after its first steps, left behind by an earlier run), or, as before it, each in a
+child forked from the booted state.  Both give the same runs in the same order: the second
+is kept as the first's oracle.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import pickle
 import select
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from emu.dwarf import prototypes_in
-from emu.errors import MemoryAccessError
-from emu.explore import PCT, Node, Plan, RunTrace, continue_choice, explore, next_sleep, preempts
-from emu.footprint import Tracker
-from emu.schedule import Schedule
+from emu.explore import PCT, Plan, RunTrace, explore, preempts
+from emu.forktree import DEFAULT_THRESHOLD_S, ForkTree
 
-from ..invariants import CallAudit, check
-from ..scenario import NR_CPUS, CommandResult, Scenario, scheduler_for
-from ..system import System, boot
+from ..scenario import NR_CPUS, Scenario
+from .forked import map_forked
+from .run import (
+    GRANULARITIES, Outcome, Prepared, ScheduleRun, broken_trace, collect_trace, outcome_of, state_digest,
+)
 
-GRANULARITIES = ("coarse", "record", "fine")
-_PER_WRITE = {"ftrace_replace_code", "ftrace_module_enable", "bp_write", "bp_update", "bp_finish", "text_byte",
-              "run_sync"}
-_FINE_ONLY = {"coarse": _PER_WRITE | {"quantum"}, "record": {"quantum"}, "fine": set()}
+__all__ = ["GRANULARITIES", "RUNNERS", "Outcome", "Prepared", "ScheduleRun", "VariantReport", "cross_replay",
+           "explore_random", "explore_variant", "map_forked", "outcome_of", "state_digest"]
 
-
-@dataclass
-class Outcome:
-    invariants: dict[str, bool]
-    kind: str | None  # None when every invariant holds
-    bug: str | None
-    errors: list[str]
-    digest: str = ""  # the final state: records, call sites, trace, dmesg, command results
+RUNNERS = ("prefix", "fork-from-boot")
 
 
 @dataclass
@@ -70,6 +52,9 @@ class VariantReport:
     random_runs: int | None = None
     failing_seeds: list[int] = field(default_factory=list)
     complete: bool = True
+    runner: str = "fork-from-boot"
+    checkpoints: int = 0  # paused forks left behind (the prefix runner)
+    resumed_steps: int = 0  # steps not run again thanks to them
     seen: set[str] = field(default_factory=set, repr=False)
 
     @property
@@ -94,186 +79,12 @@ class VariantReport:
             "reduction": self.reduction,
             "granularity": self.granularity,
             "complete": self.complete,
+            "runner": self.runner,
             "seconds": round(self.seconds, 3),
             "schedules_per_s": round(self.runs / self.seconds, 1) if self.seconds else None,
             **({"random_runs": self.random_runs, "failing_seeds": self.failing_seeds}
                if self.random_runs is not None else {}),
         }
-
-
-def state_digest(system: System, results: Iterable) -> str:
-    """A digest of what a run leaves: two runs that differ only in the order of independent
-    steps must leave the same."""
-    h = hashlib.sha256()
-    for rec in system.ftrace.records:
-        try:
-            code = system.read(rec.ip, 5)
-        except MemoryAccessError:  # the stale record of a module freed while ftrace was dead
-            code = b"unmapped"
-        h.update(struct.pack("<QQ", rec.ip, rec.flags) + code)
-    for entry in system.buffer.entries():
-        h.update(repr((entry.cpu, entry.ts, entry.ip, entry.parent_ip, entry.pid)).encode())
-    h.update(system.dmesg().encode())
-    for r in sorted(results, key=lambda r: (r.cpu, r.command)):
-        h.update(repr((r.cpu, r.command, r.output, r.error)).encode())
-    h.update(repr((system.ftrace.ftrace_disabled, system.tracefs.current_tracer,
-                   [(m.name, m.state.name) for m in system.kernel.modules.modules])).encode())
-    return h.hexdigest()[:16]
-
-
-def outcome_of(system: System, audit: CallAudit, results: list) -> Outcome:
-    errors = [r.error for r in results if r.error]
-    invariants, _ = check(system, audit, results)
-    failed = [name for name, ok in invariants.items() if not ok]
-    bug = system.ftrace.bug_report
-    kind = None
-    if failed:
-        kind = ", ".join(failed)
-        oops = next((e for r, e in ((r, r.error) for r in results) if r.oops), None)
-        if oops and not bug:
-            kind += ": " + oops.split(",")[0].split(" address")[0]
-        if system.ftrace.killed_by and system.ftrace.killed_by != "ftrace_bug()":
-            kind += f": {system.ftrace.killed_by}"  # a FTRACE_WARN_ON that killed ftrace
-        elif bug:
-            lines = bug.splitlines()
-            passed = lines[0].split(" (")[0] if lines[0].startswith("Failed on ") else None
-            first = lines[1] if passed and len(lines) > 1 else lines[0]
-            kind += ": " + first.split(" [<")[0] + " " + first.split("] ", 1)[-1].split("+")[0]
-            if passed:
-                kind += f" ({passed[0].lower()}{passed[1:]})"
-    return Outcome(invariants, kind, bug, errors, state_digest(system, results))
-
-
-class Prepared:
-    """A booted system ready to be forked for each schedule."""
-
-    def __init__(self, scenario: Scenario, variant: str, granularity: str, quantum: int,
-                 system_factory: Callable[[str], System] | None = None, patching: str = "breakpoints"):
-        if granularity not in GRANULARITIES:
-            raise ValueError(f"unknown granularity {granularity!r}: expected one of {', '.join(GRANULARITIES)}")
-        self.scenario, self.variant, self.granularity, self.quantum = scenario, variant, granularity, quantum
-        if system_factory is None:  # the scenario's kernel command line, if it has one
-            system_factory = lambda v: boot(v, cmdline=scenario.cmdline)  # noqa: E731
-        self.system = system_factory(variant)
-        self.system.ftrace.record_points = granularity != "coarse"
-        self.system.ftrace.patching = patching
-        self.audit = CallAudit(self.system)
-        self.audit.install()
-        loader = self.system.kernel.modules
-        for cmds in scenario.commands.values():
-            for cmd in cmds:
-                if cmd.kind == "insmod":
-                    with open(cmd.args[0], "rb") as f:
-                        loader.parse(f.read(), cmd.args[0])
-                    prototypes_in(cmd.args[0])  # read once here, not in every child
-        self.system.kernel.machine.clock.sweep_all()  # once here, not in every child
-        self.tracker = Tracker()
-        k = self.system.kernel
-        self.tracker.known_code = {k.symbol("ftrace_text_poke_batch"): (),
-                                   k.symbol("printk"): (("log",), ("trace",))}
-
-    # -- inside the child ---------------------------------------------------------------------
-    def run(self, plan: Plan | None, pct: PCT | None = None) -> RunTrace:
-        system, tracker = self.system, self.tracker
-        kernel = system.kernel
-        for lock in (system.ftrace.ftrace_lock, kernel.modules.module_mutex, system.tracefs.trace_types_lock):
-            lock.tracker = tracker
-        kernel.machine.tracker = tracker
-        kernel.modules.tracker = tracker
-        system.ftrace.tracker = tracker
-        results: list = []
-        sched = scheduler_for(system, self.scenario, results, self.quantum)
-        fine_only = _FINE_ONLY[self.granularity]
-        nodes: list[Node] = []
-        sleep: dict[int, object] = {}
-        current = None
-        pruned = False
-        prefix = plan.prefix if plan else ()
-        while not sched.all_done():
-            enabled = tuple(c for c in sorted(sched.tasks) if sched.runnable(c))
-            if not enabled:  # a deadlock: say what was left undone
-                for cpu, task in sched.tasks.items():
-                    if not task.done:
-                        results.append(CommandResult(cpu, "(unfinished)", stuck=True,
-                                                     error=f"deadlock: waiting for {task.blocked_on.name}"))
-                break
-            i = len(nodes)
-            if i < len(prefix):
-                choice = prefix[i]
-                if choice not in enabled:
-                    raise RuntimeError(f"schedule diverged at step {i}: CPU {choice} not enabled")
-                if plan.reduce and i == len(prefix) - 1:
-                    sleep = dict(plan.sleep)
-            elif pct is not None:
-                choice = pct.choose(i, current, enabled)
-            else:
-                choice = continue_choice(current, enabled, set(sleep) if plan and plan.reduce else set())
-                if choice is None:
-                    pruned = True
-                    break
-            node_sleep = tuple(sorted(sleep.items())) if i >= len(prefix) - 1 else ()
-            pre = nodes[-1].preemptions if nodes else 0
-            if i and nodes[-1].chosen != choice and nodes[-1].chosen in enabled:
-                pre += 1  # the CPU that ran last could have gone on
-            tracker.take()
-            sched.run_until_point(choice, lambda label: label not in fine_only)
-            nodes.append(Node(enabled, choice, tracker.take(), node_sleep, pre))
-            if plan and plan.reduce and i >= len(prefix) - 1:
-                sleep = next_sleep(sleep, choice, nodes[-1].footprint)
-            current = choice
-        for lock in (system.ftrace.ftrace_lock, kernel.modules.module_mutex, system.tracefs.trace_types_lock):
-            lock.tracker = None
-        kernel.machine.tracker = kernel.modules.tracker = system.ftrace.tracker = None
-        schedule = sched.schedule_string(self.quantum)
-        if pruned:
-            return RunTrace(nodes, None, schedule, pruned=True)
-        return RunTrace(nodes, outcome_of(system, self.audit, results), schedule)
-
-    def replay(self, schedule: str) -> RunTrace:
-        """Run a schedule string (as `race --schedule` would) and check the invariants."""
-        system = self.system
-        results: list = []
-        sched = scheduler_for(system, self.scenario, results, self.quantum)
-        parsed = Schedule.parse(schedule, NR_CPUS)
-        parsed.quantum = self.quantum
-        ran = sched.run(parsed)
-        return RunTrace([], outcome_of(system, self.audit, results), ran)
-
-    # -- from the parent ----------------------------------------------------------------------
-    def run_forked(self, plan: Plan | None, pct: PCT | None = None) -> RunTrace:
-        return _collect(self._spawn(lambda: self.run(plan, pct)))
-
-    def replay_forked(self, schedule: str) -> RunTrace:
-        return _collect(self._spawn(lambda: self.replay(schedule)))
-
-    def _spawn(self, work: Callable[[], RunTrace]) -> tuple[int, int]:
-        def guarded() -> RunTrace:
-            try:
-                return work()
-            except Exception as exc:  # a broken run is reported, not raised in the child
-                return _error_trace(f"{type(exc).__name__}: {exc}")
-        return _spawn_any(guarded)
-
-
-def _error_trace(message: str) -> RunTrace:
-    return RunTrace([], Outcome({}, f"explorer error: {message}", None, []), "")
-
-
-def _collect(child: tuple[int, int]) -> object:
-    """What a child process wrote back (a RunTrace, a report, or the exception it raised)."""
-    pid, r = child
-    chunks = []
-    while True:
-        chunk = os.read(r, 1 << 16)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(r)
-    os.waitpid(pid, 0)
-    data = b"".join(chunks)
-    if len(data) < 8:
-        return _error_trace("a run died without a report")
-    return pickle.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]])
 
 
 def _record(report: VariantReport, trace: RunTrace) -> None:
@@ -298,22 +109,43 @@ def _record(report: VariantReport, trace: RunTrace) -> None:
 def explore_variant(scenario: Scenario, variant: str, *, max_preemptions: int | None = None, reduce: bool = True,
                     granularity: str = "coarse", quantum: int = 1000, jobs: int = 1, limit: int | None = None,
                     progress: Callable[[VariantReport], None] | None = None,
-                    patching: str = "breakpoints") -> VariantReport:
+                    patching: str = "breakpoints", runner: str = "prefix",
+                    threshold_s: float = DEFAULT_THRESHOLD_S) -> VariantReport:
     """Enumerate the scenario's schedules on one variant (all of them, or within a
-    preemption bound), checking the invariants after each."""
+    preemption bound), checking the invariants after each.
+
+    runner: "prefix" resumes each schedule from the deepest paused fork on its prefix
+    (emu.forktree: a checkpoint after threshold_s of CPU time of steps, where another CPU
+    could be chosen); "fork-from-boot" runs
+    each in a fork of the booted state.  Both give the same runs, in the same order.  With
+    jobs > 1 and no reduction, runs go in parallel from the booted state."""
+    if runner not in RUNNERS:
+        raise ValueError(f"unknown runner {runner!r}: expected one of {', '.join(RUNNERS)}")
     report = VariantReport(variant, preemption_bound=max_preemptions, reduction=reduce, granularity=granularity)
     start = time.perf_counter()
     prepared = Prepared(scenario, variant, granularity, quantum, patching=patching)
+    tree = None
     if jobs > 1 and not reduce:
+        report.runner = "fork-from-boot"
         traces: Iterable[RunTrace] = _explore_parallel(prepared, max_preemptions, jobs, limit)
-    else:
+    elif runner == "fork-from-boot":
+        report.runner = runner
         traces = explore(prepared.run_forked, max_preemptions, reduce, limit)
-    for trace in traces:
-        _record(report, trace)
-        if limit is not None and report.runs + report.pruned >= limit:
-            report.complete = False
-        if progress is not None:
-            progress(report)
+    else:
+        report.runner = runner
+        tree = ForkTree(lambda plan: ScheduleRun(prepared, plan), broken_trace, threshold_s)
+        traces = explore(tree, max_preemptions, reduce, limit)
+    try:
+        for trace in traces:
+            _record(report, trace)
+            if limit is not None and report.runs + report.pruned >= limit:
+                report.complete = False
+            if progress is not None:
+                progress(report)
+    finally:
+        if tree is not None:
+            tree.close()  # every paused process ends, even on an exception or Ctrl-C
+            report.checkpoints, report.resumed_steps = tree.stats.checkpoints, tree.stats.resumed_steps
     report.seconds = time.perf_counter() - start
     return report
 
@@ -336,7 +168,7 @@ def _explore_parallel(prepared: Prepared, max_preemptions: int | None, jobs: int
         ready, _, _ = select.select(list(running), [], [])
         for fd in ready:
             child, plan = running.pop(fd)
-            trace = _collect(child)
+            trace = collect_trace(child)
             done += 1
             yield trace
             nodes = trace.nodes
@@ -391,88 +223,3 @@ def cross_replay(scenario: Scenario, schedules: Iterable[str], variant: str, gra
             "kind_of": kind_of}
 
 
-def map_forked(fn: Callable[..., object], items: list, jobs: int,
-               progress: Callable[[int, object], None] | None = None) -> list:
-    """fn over items, each in a child process of its own, at most `jobs` at a time; results in
-    the order of items.  (Each child may fork further: explorations do.)  With progress, fn
-    is called as fn(item, tick): each value a child gives tick (something small) reaches
-    progress(index of the item, value) in this process while the child runs."""
-    results: dict[int, object] = {}
-    pending = list(enumerate(items))
-    running: dict[int, tuple[tuple[int, int], int]] = {}
-    ticks: dict[int, tuple[int, bytearray]] = {}  # progress pipe -> (item index, bytes so far)
-    while pending or running:
-        while pending and len(running) < max(1, jobs):
-            index, item = pending.pop(0)
-            if progress is None:
-                child = _spawn_any(lambda item=item: fn(item))
-            else:
-                r, w = os.pipe()
-                child = _spawn_any(lambda item=item, w=w: fn(item, _ticker(w)))
-                os.close(w)  # the child has its copy: the pipe ends when the child does
-                ticks[r] = (index, bytearray())
-            running[child[1]] = (child, index)
-        ready, _, _ = select.select(list(running) + list(ticks), [], [])
-        for fd in ready:
-            if fd in ticks:
-                _read_ticks(fd, ticks, progress)
-                continue
-            if fd not in running:
-                continue  # a progress pipe read to its end with its child's result just now
-            child, index = running.pop(fd)
-            results[index] = _collect(child)
-            for tick_fd in [t for t, (i, _) in ticks.items() if i == index]:
-                _read_ticks(tick_fd, ticks, progress, until_eof=True)
-            if isinstance(results[index], BaseException):
-                raise results[index]
-    return [results[i] for i in range(len(items))]
-
-
-def _ticker(w: int) -> Callable[[object], None]:
-    def tick(value: object) -> None:
-        data = pickle.dumps(value)
-        os.write(w, struct.pack("<I", len(data)) + data)
-    return tick
-
-
-def _read_ticks(fd: int, ticks: dict, progress: Callable[[int, object], None], until_eof: bool = False) -> None:
-    """Pass on the whole messages waiting in a child's progress pipe; close it at its end."""
-    index, buf = ticks[fd]
-    while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            os.close(fd)
-            del ticks[fd]
-            break
-        buf += chunk
-        if not until_eof:
-            break
-    while len(buf) >= 4 and len(buf) >= 4 + struct.unpack("<I", buf[:4])[0]:
-        size = struct.unpack("<I", buf[:4])[0]
-        progress(index, pickle.loads(bytes(buf[4:4 + size])))
-        del buf[:4 + size]
-
-
-def _spawn_any(work: Callable[[], object]) -> tuple[int, int]:
-    """Fork a child running work(); (pid, the pipe its result comes back on)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            result = work()
-        except BaseException as exc:  # hand the error to the parent, which raises it
-            result = exc
-        _write_all(w, result)
-        os._exit(0)
-    os.close(w)
-    return pid, r
-
-
-def _write_all(w: int, obj: object) -> None:
-    data = pickle.dumps(obj)
-    os.write(w, struct.pack("<Q", len(data)))
-    view = memoryview(data)
-    while view:
-        n = os.write(w, view[:1 << 16])
-        view = view[n:]
