@@ -18,6 +18,7 @@ that some CPU is running now.
 from __future__ import annotations
 
 import errno
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Callable, Generator
 
 from .errors import TracefsError
@@ -37,8 +38,9 @@ PID_MAX_DEFAULT = 0x8000
 PID_BUF_SIZE = 127
 
 
-class PidFilter:
-    """What both trees share: wrapping FTRACE_OPS_FL_PID ops in ftrace_pid_func."""
+class PidFilter(ABC):
+    """What both trees share: wrapping FTRACE_OPS_FL_PID ops in ftrace_pid_func.  Each tree's
+    filter (FtracePidList, FunctionPids) says what is filtered and how the file reads."""
 
     def __init__(self, system: "System"):
         self.system = system
@@ -47,16 +49,17 @@ class PidFilter:
         self.pid_func = system.kernel.symbol("ftrace_pid_func")
 
     # -- subclasses say what is filtered ---------------------------------------------------
+    @abstractmethod
     def ftrace_pids_enabled(self, ops: FtraceOps) -> bool:
-        raise NotImplementedError
+        """ftrace_pids_enabled(): does set_ftrace_pid apply to this ops now?"""
 
+    @abstractmethod
     def ignores(self, cpu) -> bool:
         """Is what runs on cpu now left untraced (ftrace_pid_func's test)?"""
-        raise NotImplementedError
 
+    @abstractmethod
     def ftrace_trace_task(self, cpu) -> bool:
         """ftrace_trace_task() (trace.h): trace_graph_entry()'s test of the same filter."""
-        raise NotImplementedError
 
     # -- the ops side (kernel/trace/ftrace.c, the same in v4.5 and v4.8.17) -----------------
     def ftrace_pid_func(self, ip: int, parent_ip: int, op: FtraceOps, cpu) -> None:
@@ -120,14 +123,17 @@ class PidFilter:
             lock.release()
 
     # -- the file ------------------------------------------------------------------------------
+    @abstractmethod
     def read(self) -> str:
-        raise NotImplementedError
+        """fpid_show(): what set_ftrace_pid reads."""
 
+    @abstractmethod
     def write_steps(self, data: bytes) -> Generator[object, None, int]:
-        raise NotImplementedError
+        """ftrace_pid_write(): one write's bytes taken."""
 
+    @abstractmethod
     def reset_steps(self) -> Generator[object, None, None]:
-        raise NotImplementedError
+        """ftrace_pid_reset(): the list emptied (an open with O_TRUNC)."""
 
 
 class FtracePidList(PidFilter):
