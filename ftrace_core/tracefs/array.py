@@ -22,7 +22,7 @@ from ..output import Header, buffer_header, format_entries, format_graph, format
 from ..tracer import PrintEntry, RingBuffer, trace_comm, trace_function
 from . import buffers as _buffers, clock as _clock, events as _events, options as _options
 from .parser import TraceParser
-from .regex import O_TRUNC
+from .regex import O_TRUNC, ftrace_regex_open_check
 
 if TYPE_CHECKING:
     from . import Tracefs
@@ -269,10 +269,7 @@ class TraceArray:
     def _open_filter(self, name: str, flags: int) -> Generator[object, None, object]:
         from . import FilterHandle
 
-        ftrace = self.system.ftrace
-        ftrace.touch_disabled()
-        if ftrace.ftrace_disabled:  # ftrace_regex_open(): -ENODEV once ftrace is dead
-            raise FtraceDead(name)
+        ftrace_regex_open_check(self.system, name)
         yield from ()
         return FilterHandle(self.tree, name, FILTER_FILES[self.file(name)], flags, self.ops)
 

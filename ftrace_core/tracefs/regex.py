@@ -29,6 +29,15 @@ O_TRUNC = 0o1000
 O_APPEND = 0o2000
 
 
+def ftrace_regex_open_check(system: "System", name: str) -> None:
+    """ftrace_regex_open()'s first test: -ENODEV once ftrace is dead (FtraceDead naming the
+    file), for every filter file of every ops."""
+    ftrace = system.ftrace
+    ftrace.touch_disabled()
+    if ftrace.ftrace_disabled:
+        raise FtraceDead(name)
+
+
 class RegexHandle:
     """An open set_ftrace_filter / set_ftrace_notrace (struct ftrace_iterator)."""
 

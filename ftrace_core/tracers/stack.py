@@ -22,10 +22,9 @@ from unicorn.x86_const import UC_X86_REG_RSP
 
 from emu.sched import Lock
 
-from ..errors import FtraceDead
 from ..ops import FtraceOps
 from ..sysctl import proc_dointvec
-from ..tracefs.regex import RegexHandle
+from ..tracefs.regex import RegexHandle, ftrace_regex_open_check
 from ..tracer import FTRACE_RETFUNC_DEPTH
 
 if TYPE_CHECKING:
@@ -220,10 +219,7 @@ class StackTracer:
         return "".join(out)
 
     def stack_trace_filter_open(self, name: str, flags: int) -> Generator[object, None, object]:
-        ftrace = self.system.ftrace
-        ftrace.touch_disabled()
-        if ftrace.ftrace_disabled:  # ftrace_regex_open(): -ENODEV once ftrace is dead
-            raise FtraceDead(name)
+        ftrace_regex_open_check(self.system, name)
         yield from ()
         return StackFilterHandle(self.system.tracefs, name, flags, self.trace_ops)
 
