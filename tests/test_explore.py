@@ -1,12 +1,15 @@
 """Exploring schedules: the reduction against plain enumeration, preemption bounding, the
-claims over every schedule, parallel runs and seeded random testing."""
+claims over every schedule, splitting the search, parallel runs and seeded random testing."""
 
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
+from emu.explore import Plan, RunTrace, Node, Search, continue_choice, explore, next_sleep
+from emu.footprint import Footprint
 from ftrace_core.cli import main
 from ftrace_core.kernels import VARIANTS
 from ftrace_core.explore import cross_replay, explore_random, explore_variant, map_forked
@@ -104,6 +107,128 @@ def test_every_variants_verdict_is_the_same_under_both_runners():
             assert cross_replay(RACE, new.failing_schedules, v)["kind_of"] == new.failing_kind
 
 
+#: A toy program per CPU: (variable, operation) per step.  Steps on one variable do not
+#: commute, steps on different ones do; three CPUs, so that a node can have two alternatives.
+TOY = {0: [("x", "+1"), ("y", "*2"), ("x", "*3")], 1: [("x", "*2"), ("z", "+5"), ("y", "+1")],
+       2: [("z", "*2"), ("x", "+2")]}
+
+
+def toy_runner(programs: dict, broken: frozenset = frozenset()):
+    """Runs a schedule of programs in this process as the real runner would (the plan's
+    prefix, then the current CPU while it can go on, sleeping CPUs skipped); a plan whose
+    prefix is in `broken` breaks before it starts, as a run that dies does."""
+    def run(plan: Plan) -> RunTrace:
+        if plan.prefix in broken:
+            return RunTrace([], "broken", "")
+        state, pc = {"x": 1, "y": 1, "z": 1}, {c: 0 for c in programs}
+        nodes: list[Node] = []
+        sleep: dict = {}
+        current = None
+        while True:
+            enabled = tuple(c for c in programs if pc[c] < len(programs[c]))
+            if not enabled:
+                break
+            i = len(nodes)
+            if i < len(plan.prefix):
+                choice = plan.prefix[i]
+                if plan.reduce and i == len(plan.prefix) - 1:
+                    sleep = dict(plan.sleep)
+            else:
+                choice = continue_choice(current, enabled, set(sleep) if plan.reduce else set())
+                if choice is None:
+                    return RunTrace(nodes, None, " ".join(str(n.chosen) for n in nodes), pruned=True)
+            var, op = programs[choice][pc[choice]]
+            state[var] = state[var] + int(op[1:]) if op[0] == "+" else state[var] * int(op[1:])
+            pc[choice] += 1
+            fp = Footprint(frozenset({var}), frozenset({var}))
+            pre = (nodes[-1].preemptions if nodes else 0) + (
+                1 if nodes and nodes[-1].chosen != choice and nodes[-1].chosen in enabled else 0)
+            nodes.append(Node(enabled, choice, fp, tuple(sorted(sleep.items())) if i >= len(plan.prefix) - 1 else (),
+                              pre))
+            if plan.reduce and i >= len(plan.prefix) - 1:
+                sleep = next_sleep(sleep, choice, fp)
+            current = choice
+        return RunTrace(nodes, tuple(sorted(state.items())), " ".join(str(n.chosen) for n in nodes))
+    return run
+
+
+def _runs(traces) -> list:
+    return [(t.schedule, t.pruned, t.outcome, [(n.enabled, n.chosen, n.sleep, n.preemptions) for n in t.nodes])
+            for t in traces]
+
+
+def _split_at_random(runner, bound, reduce, seed: int, most: int, searches: int = 3) -> list:
+    """Every run of a search split at random: up to `searches` searches in progress, advanced
+    one run at a time in a random order, each asked at random points to give away the
+    alternatives at its few shallowest nodes, which become searches of their own.  Stops
+    after `most` runs (a split that repeats work can make many more)."""
+    rng = random.Random(seed)
+    waiting: list = [None]  # Branches still to explore (None: the whole tree)
+    active: list = []
+    visits = []
+    while waiting or active:
+        while waiting and len(active) < searches:
+            search = Search(runner, bound, reduce, waiting.pop(rng.randrange(len(waiting))))
+            active.append((search, search.visits()))
+        search, it = rng.choice(active)
+        visit = next(it, None)
+        if visit is None:
+            active.remove((search, it))
+            continue
+        visits.append(visit)
+        if len(visits) > most:
+            break
+        if rng.random() < 0.3:
+            waiting += search.give_away(rng.choice([1, 2, None]), keep=rng.choice([0, 1]))
+    return visits
+
+
+@pytest.mark.parametrize("cpus", [2, 3])
+@pytest.mark.parametrize("reduce,bound", [(False, None), (True, None), (False, 1), (False, 2), (True, 2)])
+def test_a_search_split_anywhere_makes_the_runs_of_one_search_in_the_same_order(cpus, reduce, bound):
+    """Branches handed over at any point, explored in any order, interleaved: their runs,
+    sorted by their places in the sequential order, are those of one search, run for run
+    (the sleep sets, preemptions and outcomes included), some runs breaking on the way."""
+    programs = {c: TOY[c] for c in range(cpus)}
+    plans: list = []
+
+    def recording(plan: Plan) -> RunTrace:
+        plans.append(plan.prefix)
+        return toy_runner(programs)(plan)
+
+    whole = list(Search(recording, bound, reduce).visits())
+    orders = [v.order for v in whole]
+    assert orders == sorted(orders) and len(set(orders)) == len(orders)  # the search's own order
+    runner = toy_runner(programs, broken=frozenset(plans[3::7]))
+    one = list(Search(runner, bound, reduce).visits())
+    assert [v.trace for v in one] == list(explore(runner, bound, reduce))
+    assert any(v.broke for v in one) and len(one) > 3
+    for seed in range(6):
+        split = sorted(_split_at_random(runner, bound, reduce, seed, len(one)), key=lambda v: v.order)
+        assert [v.order for v in split] == [v.order for v in one]
+        assert [v.broke for v in split] == [v.broke for v in one]
+        assert _runs(v.trace for v in split) == _runs(v.trace for v in one)
+
+
+def test_a_branchs_subtree_is_a_stretch_of_the_whole_search():
+    """explore(root=branch) makes the runs the whole search makes below that node, in the
+    same order; a search that gave everything away has nothing left to do."""
+    runner = toy_runner(TOY)
+    whole = list(Search(runner, None, True).visits())
+    search = Search(runner, None, True)
+    visits = search.visits()
+    assert next(visits) == whole[0]
+    branches = search.give_away()  # every node of the first run with an alternative
+    assert len(branches) > 2 and [b.order for b in branches] == sorted(b.order for b in branches)
+    assert list(visits) == []
+    for branch in branches:
+        depth = len(branch.order)
+        below = [v.trace for v in whole if len(v.order) > depth and v.order[:depth] == branch.order
+                 and v.order[depth] > 0]
+        assert list(explore(runner, None, True, root=branch)) == below != []
+    assert sum(len(list(explore(runner, None, True, root=b))) for b in branches) == len(whole) - 1
+
+
 def test_more_jobs_give_identical_results():
     one = explore_variant(RACE, "seed", max_preemptions=1, reduce=False, jobs=1)
     two = explore_variant(RACE, "seed", max_preemptions=1, reduce=False, jobs=2)
@@ -141,6 +266,7 @@ def test_explore_json_from_the_cli(capsys):
     (["explore", "--random", "-5"], "--random must be at least 1, got -5"),
     (["explore", "--limit", "0"], "--limit must be at least 1, got 0"),
     (["explore", "--limit", "-3"], "--limit must be at least 1, got -3"),
+    (["explore", "--random", "5", "--cluster", "local"], "--cluster explores every schedule"),
 ])
 def test_explore_bad_input_exits_2(capsys, args, message):
     assert main(args) == 2
