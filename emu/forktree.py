@@ -27,6 +27,12 @@ of the tree is left (nor a zombie), whether the search finished, raised, or was
 interrupted.  If the explorer dies outright, every checkpoint sees its connection close.
 Forked processes block SIGINT (the explorer, which gets Ctrl-C, tears the tree down) and
 leave only through os._exit.
+
+A tree may have an answerer: something in the explorer that a run can ask questions of as it
+finishes (a cache of what earlier runs found, say: their processes are gone, and a
+checkpoint forked before they ended never saw it).  A question is an "ask" message on the
+run's connection, answered at once with an "answer"; the answerer then sees the run's report
+before the search does.
 """
 
 from __future__ import annotations
@@ -69,8 +75,20 @@ class Resumable(Protocol):
     def redirect(self, plan: Plan) -> None:
         """Go on under plan, whose prefix extends the choices so far by at least one."""
 
-    def trace(self) -> RunTrace:
-        """The finished run's path and outcome."""
+    def trace(self, ask: Callable[[object], object] | None = None) -> RunTrace:
+        """The finished run's path and outcome.  ask(question) returns the tree's
+        answerer's answer; a tree without an answerer calls trace() without it."""
+
+
+class Answerer(Protocol):
+    """The explorer's side of the questions runs ask."""
+
+    def answer(self, question: object) -> object:
+        """The reply to a run's question (something picklable)."""
+
+    def reported(self, trace: RunTrace) -> None:
+        """A run's report reached the explorer (or the broken one made for a run that died):
+        whatever the run asked about has been settled."""
 
 
 @dataclass
@@ -100,6 +118,7 @@ class ForkTree:
     #: with an outcome saying why, in the caller's terms.
     broken: Callable[[str], RunTrace]
     threshold_s: float = DEFAULT_THRESHOLD_S
+    answerer: Answerer | None = None
     stats: ForkTreeStats = field(default_factory=ForkTreeStats)
     _chain: list[_Checkpoint] = field(default_factory=list, repr=False)
     _listener: socket.socket | None = field(default=None, repr=False)
@@ -121,11 +140,12 @@ class ForkTree:
             self._listener.listen(8)
             self._address = self._listener.getsockname()
         prefix = plan.prefix
-        # Resume from the deepest checkpoint before the plan's branch point (its last choice);
+        # Resume from the deepest checkpoint not past the plan's branch point (where its sleep
+        # set begins: its last choice, or a wakeup sequence's first);
         # everything not on the plan's prefix, or past that checkpoint, is dropped.
         keep = 0
         for i, cp in enumerate(self._chain):
-            if len(cp.choices) < len(prefix) and prefix[:len(cp.choices)] == cp.choices:
+            if len(cp.choices) <= plan.branch_point and prefix[:len(cp.choices)] == cp.choices:
                 keep = i + 1
         self._drop(keep)
         self.stats.runs += 1
@@ -147,9 +167,19 @@ class ForkTree:
         while True:
             conn, direct = self._inflight
             msg = _recv(conn)
+            if msg is not None and msg[0] == "ask":
+                reply = self.answerer.answer(msg[1])
+                try:
+                    _send(conn, ("answer", reply))
+                except OSError:
+                    pass  # it died asking: the next read finds the end of its stream
+                continue
             if msg is None or msg[0] == "result":
                 self._end_inflight()
-                return self.broken("a run died without a report") if msg is None else msg[1]
+                trace = self.broken("a run died without a report") if msg is None else msg[1]
+                if self.answerer is not None:
+                    self.answerer.reported(trace)
+                return trace
             _, choices, pid = msg  # it left a checkpoint, and goes on over a new connection
             self._chain.append(_Checkpoint(choices, conn, pid, pid == direct))
             self.stats.checkpoints += 1
@@ -215,7 +245,10 @@ class ForkTree:
                     if run.branching and time.process_time() - last >= self.threshold_s:
                         conn = self._checkpoint(conn, run)
                         last = time.process_time()
-                result = run.trace()
+                if self.answerer is None:
+                    result = run.trace()
+                else:
+                    result = run.trace(lambda question, conn=conn: _ask(conn, question))
             except Exception as exc:  # a broken run is reported, not raised in the child
                 result = self.broken(f"{type(exc).__name__}: {exc}")
             _send(conn, ("result", result))
@@ -256,6 +289,15 @@ class ForkTree:
         finally:
             _reap(block=True)
             os._exit(0)
+
+
+def _ask(conn: socket.socket, question: object) -> object:
+    """In a run: the explorer's answer to question (one round trip on the run's connection)."""
+    _send(conn, ("ask", question))
+    reply = _recv(conn)
+    if reply is None:
+        raise ConnectionError("the explorer stopped answering")
+    return reply[1]
 
 
 def _wait(pid: int) -> None:

@@ -1,11 +1,13 @@
 """The invariants of DESIGN.md section 6, checked after a run from independent evidence:
 guest memory read back and disassembled, page protections read from Unicorn, reference
 counts recomputed from the ops' hashes, and every function entry observed by an execution
-hook (not by the tracer) compared with what the trace recorded.
+hook (not by the tracer) compared with what the trace recorded.  verdict_key() says what
+the verdict depends on, for an explorer that checks once per distinct final state.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
@@ -53,7 +55,8 @@ class CallAudit:
 
     def _hook(self, ip: int) -> None:
         if ip not in self.hooks:
-            self.hooks[ip] = self.system.kernel.machine.hooks.add(uc_const.UC_HOOK_BLOCK, self._on_entry, ip, ip)
+            self.hooks[ip] = self.system.kernel.machine.hooks.add(uc_const.UC_HOOK_BLOCK, self._on_entry, ip, ip,
+                                                                  tag="audit")
 
     def _module_formed(self, mod):
         for ip in mod.mcount_locs:
@@ -198,3 +201,47 @@ def check(system, audit: CallAudit | None, results=()) -> tuple[dict[str, bool],
             why["calls_traced"].append(f"CPU {cpu}: {env.name_ip(ip)} traced more than once for one call")
     return {name: not why[name] for name in INVARIANTS}, {k: v for k, v in why.items() if v}
 
+
+def verdict_key(system, audit: CallAudit | None, results, digest: str) -> str:
+    """A key for check()'s verdict (the name -> holds dict): two final states with the same
+    key get the same verdict, so an explorer may run check() once per key.
+
+    digest is the run's ftrace_core.explore.run.state_digest(), which covers part of what
+    check() reads; this adds a fingerprint of the rest.  What each invariant reads, and what
+    covers it (D: the digest, K: the fingerprint here):
+
+      ftrace_alive    ftrace_disabled (D, K), bug_report and killed_by (K)
+      ref_counts      each record's ip and flags (D); last_ftrace_enabled (K); every ops in
+                      ops_list, in order: its flags (enabled) and both hashes (K)
+      call_sites      each record's ip and flags, and its 5 bytes or their being unmapped (D);
+                      ftrace_get_addr_curr(): the record's flags (D), the ops' trampolines and
+                      hashes (K), ftrace_caller (a constant of the booted kernel)
+      text_read_only  each kernel segment's wanted and actual protections (K); each module's
+                      state and each of its areas' wanted and actual protections (K)
+      calls_traced    the audit's missed and extra calls, once finished (K)
+      no_oops         each command result's oops flag (K)
+      no_deadlock     each command result's stuck flag (K)
+
+    Symbol names (format_ip, name_ip) and the results' errors only word check()'s
+    explanations, which a cached verdict does not carry.  A key is only meaningful for one
+    booted kernel (its constants are not in it): one cache per prepared system."""
+    ftrace, kernel = system.ftrace, system.kernel
+    machine = kernel.machine
+    if audit is not None:
+        audit.finish()  # check() does this first; the calls still pending may be losses
+    extras = (
+        ftrace.ftrace_disabled, ftrace.bug_report, ftrace.killed_by, ftrace.last_ftrace_enabled,
+        # sorted: two hashes holding the same ips are the same however they were filled
+        [(ops.flags, ops.trampoline, sorted(ops.filter_hash), sorted(ops.notrace_hash)) for ops in ftrace.ops_list],
+        [(seg.start, int(seg.perms), _perm_bits(machine.perms_at(seg.start))) for seg in kernel.segments],
+        [(mod.name, mod.state.name, [(a.base, int(a.final), _perm_bits(machine.perms_at(a.base))) for a in mod.areas])
+         for mod in kernel.modules.modules],
+        None if audit is None else (audit.missed, audit.extra),
+        sorted((r.cpu, r.command, bool(r.oops), bool(getattr(r, "stuck", False))) for r in results),
+    )
+    return f"{digest}:{hashlib.sha256(repr(extras).encode()).hexdigest()[:16]}"
+
+
+def _perm_bits(perms) -> int:
+    """Protections as a number, -1 where nothing is mapped."""
+    return -1 if perms is None else int(perms)

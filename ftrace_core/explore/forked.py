@@ -1,5 +1,7 @@
 """Work in forked children of this process: one child per call (spawn, collect) or a
-bounded pool of them (map_forked), each handing back one picklable result over a pipe.
+bounded pool of them (map_forked), each handing back one picklable result over a pipe.  A
+child made by spawn_asking may also put questions to this process while it works; they are
+answered while its result is collected.
 
 A child starts from this process's state as it is at the fork (the booted kernel,
 typically) and leaves through os._exit, so nothing of the parent (atexit handlers, buffered
@@ -11,26 +13,43 @@ from __future__ import annotations
 import os
 import pickle
 import select
+import signal
+import socket
 import struct
+from dataclasses import dataclass
 from typing import Callable
 
+#: In a child of spawn_asking: put a question to the parent and wait for its answer.
+Ask = Callable[[object], object]
 
-def collect(child: tuple[int, int]) -> object | None:
+
+@dataclass(frozen=True)
+class _Question:
+    """A child's question, told apart from its result on the channel they share."""
+
+    body: object
+
+
+def collect(child: tuple[int, int], answer: Callable[[object], object] | None = None) -> object | None:
     """What a child process wrote back (a RunTrace, a report, or the exception it raised);
-    None if it died without a word."""
-    pid, r = child
-    chunks = []
-    while True:
-        chunk = os.read(r, 1 << 16)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(r)
-    os.waitpid(pid, 0)
-    data = b"".join(chunks)
-    if len(data) < 8:
-        return None
-    return pickle.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]])
+    None if it died without a word.  answer replies to the questions of a child made by
+    spawn_asking, in the order it asks them."""
+    pid, fd = child
+    try:
+        while True:
+            message = _read_message(fd)
+            if not isinstance(message, _Question):
+                return message
+            if answer is None:
+                raise RuntimeError("a forked child asked a question, and no one is there to answer it")
+            reply = (answer(message.body),)  # in a tuple: None is an answer, not the end
+            try:
+                _write_all(fd, reply)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # it died asking: the next read finds the end of its stream
+    finally:
+        os.close(fd)  # a child still waiting for an answer then reads the end, and exits
+        os.waitpid(pid, 0)
 
 
 def map_forked(fn: Callable[..., object], items: list, jobs: int,
@@ -43,6 +62,35 @@ def map_forked(fn: Callable[..., object], items: list, jobs: int,
     pending = list(enumerate(items))
     running: dict[int, tuple[tuple[int, int], int]] = {}
     ticks: dict[int, tuple[int, bytearray]] = {}  # progress pipe -> (item index, bytes so far)
+    try:
+        _pool(fn, pending, running, ticks, results, jobs, progress)
+    except BaseException:
+        _stop(running, ticks)
+        raise
+    return [results[i] for i in range(len(items))]
+
+
+def _stop(running: dict, ticks: dict) -> None:
+    """On an error or Ctrl-C: ask the children still running to stop (SIGINT: an exploration
+    then ends its own processes, as it does on Ctrl-C), and wait for them, so none is left
+    behind as a zombie."""
+    for fd in list(ticks):
+        os.close(fd)
+    for (pid, fd), _ in running.values():
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+        os.close(fd)
+    for (pid, _), _ in running.values():
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _pool(fn: Callable[..., object], pending: list, running: dict, ticks: dict, results: dict, jobs: int,
+          progress: Callable[[int, object], None] | None) -> None:
     while pending or running:
         while pending and len(running) < max(1, jobs):
             index, item = pending.pop(0)
@@ -69,7 +117,6 @@ def map_forked(fn: Callable[..., object], items: list, jobs: int,
                 _read_ticks(tick_fd, ticks, progress, until_eof=True)
             if isinstance(results[index], BaseException):
                 raise results[index]
-    return [results[i] for i in range(len(items))]
 
 
 def _ticker(w: int) -> Callable[[object], None]:
@@ -97,26 +144,75 @@ def _read_ticks(fd: int, ticks: dict, progress: Callable[[int, object], None], u
         del buf[:4 + size]
 
 
+def spawn_asking(work: Callable[[Ask], object]) -> tuple[int, int]:
+    """Fork a child running work(ask), where ask(question) waits for the answer of the
+    collect() that reads its result; (pid, the socket both go over)."""
+    mine, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        mine.close()
+        fd = theirs.detach()
+
+        def ask(question: object) -> object:
+            _write_all(fd, _Question(question))
+            reply = _read_message(fd)
+            if reply is None:
+                raise ConnectionError("the parent stopped answering")
+            return reply[0]
+
+        _finish(fd, lambda: work(ask))
+    theirs.close()
+    return pid, mine.detach()
+
+
 def spawn(work: Callable[[], object]) -> tuple[int, int]:
     """Fork a child running work(); (pid, the pipe its result comes back on)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        try:
-            result = work()
-        except BaseException as exc:  # hand the error to the parent, which raises it
-            result = exc
-        _write_all(w, result)
-        os._exit(0)
+        _finish(w, work)
     os.close(w)
     return pid, r
 
 
+def _finish(fd: int, work: Callable[[], object]) -> None:
+    """In a child: run work(), write what it gives (or the error it raised) on fd, exit."""
+    try:
+        try:
+            result = work()
+        except BaseException as exc:  # hand the error to the parent, which raises it
+            result = exc
+        _write_all(fd, result)
+    finally:
+        os._exit(0)  # never back into the parent's code, even if the parent is gone
+
+
+def _read_message(fd: int) -> object | None:
+    """One message written by _write_all; None if the stream ends first (the writer died)."""
+    head = _read_exactly(fd, 8)
+    if head is None:
+        return None
+    body = _read_exactly(fd, struct.unpack("<Q", head)[0])
+    return None if body is None else pickle.loads(body)
+
+
+def _read_exactly(fd: int, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        try:
+            chunk = os.read(fd, min(n - len(buf), 1 << 20))
+        except ConnectionResetError:
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
 def _write_all(w: int, obj: object) -> None:
     data = pickle.dumps(obj)
-    os.write(w, struct.pack("<Q", len(data)))
-    view = memoryview(data)
+    view = memoryview(struct.pack("<Q", len(data)) + data)
     while view:
         n = os.write(w, view[:1 << 16])
         view = view[n:]
