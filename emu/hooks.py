@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from unicorn import Uc
+from unicorn.unicorn_const import UC_HOOK_BLOCK, UC_HOOK_CODE
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,22 @@ class HookRegistry:
         self._uc = uc
         self._live: dict[int, Callable[..., Any]] = {}
         self._pending: BaseException | None = None
+        #: An emu.footprint.Tracker while the explorer records steps: each code or block
+        #: hook that runs reports the tokens its tag has here, (reads, writes) (set by the
+        #: explorer: what the host's hooks can see and change).
+        self.tracker = None
+        self.reports: dict[str, tuple[tuple, tuple]] = {}
 
-    def add(self, kind: int, callback: Callable[..., Any], begin: int = 1, end: int = 0) -> HookHandle:
-        """Register callback for hook kind over [begin, end] (begin > end: everywhere)."""
+    def add(self, kind: int, callback: Callable[..., Any], begin: int = 1, end: int = 0,
+            tag: str = "hooks") -> HookHandle:
+        """Register callback for hook kind over [begin, end] (begin > end: everywhere).  A
+        code or block hook reports to the tracker the tokens of its tag (reports)."""
+
+        reports = kind in (UC_HOOK_CODE, UC_HOOK_BLOCK)
 
         def guarded(*args: Any) -> Any:
+            if reports and self.tracker is not None:
+                self.tracker.hook(*self.reports.get(tag, ((), ())))
             try:
                 return callback(*args)
             except BaseException as exc:  # re-raised by raise_pending()

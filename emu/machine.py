@@ -121,17 +121,42 @@ class Machine:
         self.protect_listeners: list = []
         # Exception handlers by vector: handler(cpu, rip) -> where to resume, or None for an oops.
         self.trap_handlers: dict[int, Callable[[object, int], int | None]] = {}
+        self.trap_reads: tuple = ()  # the tokens a handler reads, for the tracker (emu.footprint)
         # The die notifier chain (notify_die(DIE_OOPS) in __die(), emu.oops.notify_die):
         # fn(cpu) -> the lines it printed, which the oops report carries after its oops line.
         self.die_notifiers: list[Callable[[object], str]] = []
         # An emu.footprint.Tracker while the explorer records steps: what host code writes
-        # and which protections change; guest code run by emu.cpu counts as everything.
-        self.tracker = None
+        # and which protections change; guest code run by emu.cpu counts as everything,
+        # unless the tracker is precise: then the TLB reports its pages (_on_tlb_fill).
+        self._tracker = None
+        self._recording = None  # the tracker, when precise
         self._counting = False  # see emu_start()
         # Mappings backed by host memory the host reads and writes directly (map(host=True)).
         self._host: dict[int, ctypes.Array] = {}
         #: Counts each CPU's instructions into its clock (emu.clock).
         self.clock = InstructionClock(self)
+
+    # -- following what steps touch (emu.footprint) ------------------------------------------
+    @property
+    def tracker(self):
+        return self._tracker
+
+    @tracker.setter
+    def tracker(self, tracker) -> None:
+        self._tracker = tracker
+        self._recording = tracker if tracker is not None and tracker.precise else None
+        self.hooks.tracker = tracker  # hooks say what host state they read (Tracker.hook)
+        self._flush_tlb()  # entries filled either way must be filled again this way
+
+    def begin_step(self) -> None:
+        """A step begins: empty the TLB, so each page the step's guest code touches misses
+        once and is reported (with a precise tracker)."""
+        if self._recording is not None:
+            self._flush_tlb()
+
+    def _flush_tlb(self) -> None:
+        # UC_CTL_TLB_FLUSH has no method of its own in the Python binding (unicorn 2.1).
+        self.uc.ctl(uc_const.UC_CTL_TLB_FLUSH, uc_const.UC_CTL_IO_WRITE)
 
     # -- mappings -------------------------------------------------------------------------
     def map(self, name: str, start: int, size: int, perms: Perm, host: bool = False) -> None:
@@ -270,6 +295,8 @@ class Machine:
     def _on_interrupt(self, uc: Uc, intno: int, data: object) -> None:
         # There is no IDT: an exception a handler does not resolve ends the run as an oops.
         handler = self.trap_handlers.get(intno)
+        if handler is not None and self._tracker is not None:
+            self._tracker.hook(self.trap_reads)
         if handler is not None and self.running_cpu is not None:
             resume = handler(self.running_cpu, uc.reg_read(UC_X86_REG_RIP))
             if resume is not None:
@@ -278,8 +305,7 @@ class Machine:
         self.last_interrupt = intno
         uc.emu_stop()
 
-    @staticmethod
-    def _on_tlb_fill(uc: Uc, vaddr: int, access: int, entry, data: object) -> bool:
+    def _on_tlb_fill(self, uc: Uc, vaddr: int, access: int, entry, data: object) -> bool:
         # The virtual TLB maps each page to itself.  Left to itself it fills an entry with only
         # the permission of the access that missed, so a stack page, read and written in turn,
         # misses on every switch.  Filling data accesses as read+write and fetches as
@@ -287,8 +313,26 @@ class Machine:
         # executable would send every store down Unicorn's slow path (its check for
         # self-modifying code).  Protections are still enforced, from the memory regions'
         # own permissions; a page both executed and written refills on each switch.
-        entry.paddr = vaddr & ~(PAGE_SIZE - 1)
-        entry.perms = _FETCH_PERMS if access == uc_const.UC_MEM_FETCH else _DATA_PERMS
+        page = vaddr & ~(PAGE_SIZE - 1)
+        entry.paddr = page
+        tracker = self._recording
+        if tracker is None:
+            entry.perms = _FETCH_PERMS if access == uc_const.UC_MEM_FETCH else _DATA_PERMS
+            return True
+        # Recording a step's pages: an entry allows only what has been reported, so a page
+        # first read misses again when first written.  Code on a page counts as read, and
+        # so does the next page: a translated block may run on into it, and a block found
+        # in Unicorn's cache asks the TLB for its first page only.
+        if access == uc_const.UC_MEM_WRITE:
+            tracker.touch_page(page >> 12, True)
+            entry.perms = _DATA_PERMS
+        elif access == uc_const.UC_MEM_FETCH:
+            tracker.touch_page(page >> 12, False)
+            tracker.touch_page((page >> 12) + 1, False)
+            entry.perms = _FETCH_PERMS
+        else:
+            tracker.touch_page(page >> 12, False)
+            entry.perms = uc_const.UC_PROT_READ
         return True
 
     def explain_fault(self) -> MemFault | None:

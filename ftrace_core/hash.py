@@ -9,10 +9,11 @@ from typing import Iterable
 class FtraceHash:
     """struct ftrace_hash: the set of ips an ops' filter or notrace selects."""
 
-    __slots__ = ("_ips",)
+    __slots__ = ("_ips", "version")
 
     def __init__(self, ips: Iterable[int] = ()):
         self._ips: set[int] = set(ips)
+        self.version = 0  # counts changes in place: the explorer watches hashes by it
 
     def __contains__(self, ip: int) -> bool:
         return ip in self._ips
@@ -29,9 +30,11 @@ class FtraceHash:
 
     def add(self, ip: int) -> None:
         self._ips.add(ip)
+        self.version += 1
 
     def remove(self, ip: int) -> None:
         self._ips.discard(ip)
+        self.version += 1
 
     def copy(self) -> "FtraceHash":
         return FtraceHash(self._ips)

@@ -333,6 +333,9 @@ class Tracefs:
         ftrace_lock, as the kernel's seq_file iterators take it."""
         file = self._files[name]
         reader = file.read
+        # Whatever the file shows, hooks may have changed it (the trace, the profiler's and the
+        # stack tracer's counts, a probe's count): a read of any file reads the trace token.
+        self._touch(("trace",), write=name.endswith(("trace_pipe", "trace_pipe_raw")))  # they consume
         if file.lock is not None:
             lock = self.system.ftrace.ftrace_lock if file.lock == "ftrace_lock" else self.trace_types_lock
             yield from lock.acquire()
@@ -340,7 +343,6 @@ class Tracefs:
                 return reader()
             finally:
                 lock.release()
-        self._touch(("trace",), write=name.endswith(("trace_pipe", "trace_pipe_raw")))  # they consume
         self.system.ftrace.touch_disabled()
         return reader()
 

@@ -1,0 +1,123 @@
+"""What a step touches (emu.footprint): guest code by the pages it reads, writes and
+executes (the TLB's misses, emu.machine), the host state it sees through hooks as watched
+tokens (ftrace_core.explore.footprints); and the relation this gives against the coarse one
+("guest code touches everything"), which stays as the oracle."""
+
+from __future__ import annotations
+
+import pytest
+
+from emu.footprint import Tracker
+from ftrace_core.explore import explore_variant
+from ftrace_core.explore.footprints import HOOKS, TRACE
+from ftrace_core.explore.run import Prepared, ScheduleRun
+from ftrace_core.kernels import VARIANTS
+from ftrace_core.scenario import builtin_names, load_scenario, parse_scenario
+from emu.explore import Plan
+
+
+def page(addr: int) -> tuple:
+    return ("mem", addr >> 12)
+
+
+def _step(kernel, tracker, fn, *args):
+    tracker.take()
+    kernel.machine.begin_step()
+    kernel.call(fn, *args)
+    return tracker.take()
+
+
+def test_a_precise_tracker_sees_the_pages_guest_code_reads_writes_and_runs(kernel):
+    src, dst = kernel.symbol("linux_banner"), kernel.symbol("log_dropped")
+    tracker = Tracker(precise=True)
+    kernel.machine.tracker = tracker
+    try:
+        fp = _step(kernel, tracker, "memcpy", dst, src, 8)
+        assert not fp.everything
+        assert page(dst) in fp.writes
+        assert page(src) in fp.reads and page(src) not in fp.writes
+        assert page(kernel.symbol("memcpy")) in fp.reads  # its code
+        assert page(kernel.symbol("memcpy")) not in fp.writes
+        # A page first read, then written, is seen written: while recording, the entry a
+        # read fills allows reads only, so the store misses again.
+        fp = _step(kernel, tracker, "memcpy", src + 64, src, 8)
+        assert page(src) in fp.writes
+        # A step sees its own pages only: the TLB is emptied when a step begins, so what an
+        # earlier step had filled is missed, and reported, again.
+        fp = _step(kernel, tracker, "memcpy", dst, src, 8)
+        assert page(dst) in fp.writes and page(src) in fp.reads and page(src) not in fp.writes
+    finally:
+        kernel.machine.tracker = None
+
+
+def test_a_coarse_tracker_counts_guest_code_as_everything(kernel):
+    tracker = Tracker()
+    kernel.machine.tracker = tracker
+    try:
+        assert _step(kernel, tracker, "memcpy", kernel.symbol("log_dropped"), kernel.symbol("linux_banner"), 8).everything
+    finally:
+        kernel.machine.tracker = None
+
+
+def test_the_race_guest_steps_touch_pages_and_the_hooks_state_not_everything():
+    """On the race (legacy), the steps that run guest code (the module's init, its two
+    calls) read the state the tracer's hooks see and write the trace; CPU 0's steps that
+    change ftrace's ops write that state; nothing is "everything"."""
+    prepared = Prepared(load_scenario("race"), "legacy", "coarse", 1000)
+    run = ScheduleRun(prepared, Plan(()))
+    labels = []
+    while run.step():
+        labels.append(run.sched.tasks[run.nodes[-1].chosen].last_label)
+    nodes = run.nodes
+    assert not any(n.footprint.everything for n in nodes)
+    # race_mod's init (the step that ends at module_live), then its two calls
+    guest = [nodes[labels.index("module_live")].footprint, nodes[-2].footprint, nodes[-1].footprint]
+    assert labels[-2:] == ["command", None] and nodes[-1].chosen == nodes[-2].chosen == 1
+    for fp in guest:
+        assert HOOKS in fp.reads and TRACE in fp.writes
+        assert any(t[0] == "mem" for t in fp.reads)
+    writers = [labels[i] for i, n in enumerate(nodes) if n.chosen == 0 and HOOKS in n.footprint.writes]
+    # register_ftrace_function() and the update's end change what the hooks see
+    assert writers and writers[-1] is None  # the last step: ftrace_startup() done, locks released
+
+
+SMALL = parse_scenario("""
+cpu 0: echo function > current_tracer
+cpu 1: echo get_current_pid > set_ftrace_filter
+cpu 1: call workload_getpid
+""", "small.scn")
+
+
+@pytest.mark.parametrize("reduction", ["dpor", "sleep-sets"])
+def test_page_footprints_find_the_final_states_and_failures_coarse_ones_find(reduction):
+    """A small scenario, every schedule (the race and the other built-in scenarios are
+    checked by the slow test below)."""
+    page_fp = explore_variant(SMALL, "fixed", footprints="page", por=reduction)
+    coarse = explore_variant(SMALL, "fixed", footprints="coarse", por=reduction)
+    assert len(coarse.final_states) > 1
+    assert page_fp.final_states == coarse.final_states
+    assert set(page_fp.kinds) == set(coarse.kinds)
+    assert page_fp.runs < coarse.runs  # fewer classes of equivalent runs: fewer steps depend on each other
+
+
+@pytest.mark.slow_explore
+def test_every_scenario_and_variant_gives_the_same_verdict_under_both_relations():
+    """Item 1's oracle (issue #18): every built-in scenario on every variant, unbounded: the
+    same final states and failure kinds whichever relation the reduction uses, and every
+    failing schedule the page relation finds fails again, the same way, when replayed."""
+    from ftrace_core.explore import cross_replay, map_forked
+
+    cases = [(name, v) for name in builtin_names() for v in VARIANTS]
+
+    def both(case):
+        scenario = load_scenario(case[0])
+        return (explore_variant(scenario, case[1], footprints="page"),
+                explore_variant(scenario, case[1], footprints="coarse"))
+
+    for (name, v), (page_fp, coarse) in zip(cases, map_forked(both, cases, 2)):
+        assert page_fp.complete and coarse.complete
+        assert page_fp.final_states == coarse.final_states, (name, v)
+        assert set(page_fp.kinds) == set(coarse.kinds), (name, v)
+        if page_fp.failing_schedules:
+            replayed = cross_replay(load_scenario(name), page_fp.failing_schedules, v)
+            assert replayed["kind_of"] == page_fp.failing_kind, (name, v)
