@@ -552,10 +552,30 @@ def explore(
                                                    "record (also each call-site write), fine (also guest slices)."),
     naive: bool = typer.Option(False, "--naive-patching", help=NAIVE_HELP),
     reduction: Optional[bool] = typer.Option(None, "--reduction/--no-reduction",
-                                             help="Sleep-set partial-order reduction (default: on without a "
+                                             help="Partial-order reduction (default: on without a "
                                                   "preemption bound, off with one, where it could skip bounded "
                                                   "schedules)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Processes: variants in parallel; runs too without reduction."),
+    por: Optional[str] = typer.Option(None, "--por",
+                                      help="How the reduction chooses: dpor (a branch only where a run shows a race, "
+                                           "one run per class of equivalent runs; the default in one unbounded "
+                                           "search) or sleep-sets (every CPU at every point, sleep sets cutting short "
+                                           "what is covered; what --jobs and --cluster split)."),
+    footprints: str = typer.Option("page", "--footprints",
+                                   help="What the reduction knows of a step that runs guest code: page (the pages it "
+                                        "touched, and the host state its hooks read) or coarse (everything). Same "
+                                        "final states and failures."),
+    verdict_cache: bool = typer.Option(True, "--verdict-cache/--no-verdict-cache",
+                                       help="Check the invariants once per distinct final state (the default); "
+                                            "--no-verdict-cache checks them after every run. Same results."),
+    jobs: int = typer.Option(1, "--jobs", "-j",
+                             help="Processes: one variant's search split among them (same results), or with several "
+                                  "variants, that many explored at a time (and any processes left over split them)."),
+    # (the help is rich markup: "\\[" shows a bracket)
+    cluster: Optional[str] = typer.Option(None, "--cluster", metavar="ADDRESS",
+                                          help="Explore on a Ray cluster, one worker per CPU (at most --jobs, if "
+                                               "given): its head's host:port, auto (the one running here), or local "
+                                               "(start one for this run). Same results. Needs the cluster extra: "
+                                               "pip install -e '.\\[cluster]'."),
     runner: str = typer.Option("prefix", "--runner",
                                help="prefix: each schedule resumes from a paused fork on its prefix (the default); "
                                     "fork-from-boot: each starts from a fork of the booted state. Same results."),
@@ -573,7 +593,8 @@ def explore(
 
     Example: ftrace-emu explore --all-variants --jobs 2
     """
-    from .explore import GRANULARITIES, RUNNERS, explore_random, explore_variant, map_forked
+    from .explore import GRANULARITIES, REDUCTIONS, RUNNERS, explore_random, explore_variant
+    from .explore.footprints import FOOTPRINTS
     from .scenario import load_scenario
 
     scn = _with_cmdline(load_scenario(scenario), cmdline)
@@ -586,6 +607,10 @@ def explore(
         raise FtraceError(f"unknown granularity {granularity!r}: expected one of {', '.join(GRANULARITIES)}")
     if runner not in RUNNERS:
         raise FtraceError(f"unknown runner {runner!r}: expected one of {', '.join(RUNNERS)}")
+    if por is not None and por not in REDUCTIONS:
+        raise FtraceError(f"unknown --por {por!r}: expected one of {', '.join(REDUCTIONS)}")
+    if footprints not in FOOTPRINTS:
+        raise FtraceError(f"unknown --footprints {footprints!r}: expected one of {', '.join(FOOTPRINTS)}")
     for name, value in (("--quantum", quantum), ("--jobs", jobs), ("--depth", depth), ("--random", random_runs),
                         ("--limit", limit)):
         if value is None:
@@ -599,18 +624,50 @@ def explore(
     variants = _variants(variant)
     if reduction is None:
         reduction = max_preemptions is None
+    if cluster is not None and random_runs is not None:
+        raise FtraceError("--cluster explores every schedule: it does not take --random")
     console = Console(highlight=False, soft_wrap=True, stderr=True)
+    # Variants in parallel cost nothing to split, so with as many jobs as variants (or
+    # fewer) they go side by side; jobs left over split each variant's search.  On a cluster
+    # the variants go one after another, each split among all its workers.
+    at_once = 1 if cluster is not None else min(jobs, len(variants))
+    per_variant = jobs // at_once
+    split = cluster is not None or per_variant > 1
+    if reduction and por == "dpor" and (split or max_preemptions is not None):
+        raise FtraceError("--por dpor explores in one unbounded search: with --jobs splitting a variant, --cluster "
+                          "or --max-preemptions, use --por sleep-sets")
+    if por is None and reduction:
+        por = "sleep-sets" if split or max_preemptions is not None else "dpor"
+    on = None
+    if cluster is not None:
+        from .explore.cluster import Cluster
+
+        on = Cluster(cluster, most=jobs if jobs > 1 else None)
 
     def one(v: str, progress=None):
         if random_runs is not None:
             return explore_random(scn, v, random_runs, seed, depth, granularity, quantum, progress,
                                   patching=patching)
         return explore_variant(scn, v, max_preemptions=max_preemptions, reduce=reduction, granularity=granularity,
-                               quantum=quantum, jobs=jobs if len(variants) == 1 else 1, limit=limit,
-                               progress=progress, patching=patching, runner=runner)
+                               quantum=quantum, jobs=per_variant, limit=limit, progress=progress, patching=patching,
+                               runner=runner, cluster=on, por=por, footprints=footprints,
+                               cache_verdicts=verdict_cache)
 
-    parallel = len(variants) > 1 and jobs > 1
-    if console.is_terminal and not as_json and not quiet:
+    try:
+        reports = _explore_all(one, variants, at_once, console, as_json or quiet)
+    finally:
+        if on is not None:
+            on.close()
+    how = f"{por} reduction" if reduction else "plain enumeration"
+    _print_explored(scenario, scn, reports, granularity, quantum, patching, max_preemptions, how, as_json)
+
+
+def _explore_all(one, variants: list[str], at_once: int, console: Console, quiet: bool) -> list:
+    """Each variant's report, at_once variants at a time, with a progress display on a terminal."""
+    from .explore import map_forked
+
+    parallel = len(variants) > 1 and at_once > 1
+    if console.is_terminal and not quiet:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
@@ -625,14 +682,16 @@ def explore(
                 return report.schedules, len(report.failing_schedules)
 
             if parallel:  # each child sends its counts over a pipe
-                reports = map_forked(lambda v, tick: one(v, lambda r: tick(counts(r))), variants, jobs,
-                                     progress=moved)
-            else:
-                reports = [one(v, lambda r, i=i: moved(i, counts(r))) for i, v in enumerate(variants)]
-    elif parallel:
-        reports = map_forked(one, variants, jobs)
-    else:
-        reports = [one(v) for v in variants]
+                return map_forked(lambda v, tick: one(v, lambda r: tick(counts(r))), variants, at_once,
+                                  progress=moved)
+            return [one(v, lambda r, i=i: moved(i, counts(r))) for i, v in enumerate(variants)]
+    if parallel:
+        return map_forked(one, variants, at_once)
+    return [one(v) for v in variants]
+
+
+def _print_explored(scenario: str, scn, reports: list, granularity: str, quantum: int, patching: str,
+                    max_preemptions: Optional[int], how: str, as_json: bool) -> None:
     result = {"variants": {r.variant: r.to_json() for r in reports}, "patching": patching}
     by_name = {r.variant: r for r in reports}
     if len(reports) > 1:
@@ -643,7 +702,7 @@ def explore(
     out = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"schedules of {scenario} ({granularity} granularity, "
                         f"{'bound ' + str(max_preemptions) if max_preemptions is not None else 'no preemption bound'}, "
-                        f"{'sleep-set reduction' if reduction else 'plain enumeration'})")
+                        f"{how})")
     for col in ("variant", "schedules", "failing", "failure kinds", "fewest preemptions", "seconds", "per s"):
         table.add_column(col)
     for r in reports:

@@ -5,7 +5,8 @@ place, modules parsed, translated code warm) in the explorer's process; a schedu
 process forked from it (Prepared.run_forked), or a step at a time (ScheduleRun), which is
 what lets emu.forktree pause a run in a forked process and resume it under another plan.
 Each run reports the path it took (emu.explore.Node per scheduling point) and what the
-invariants found.
+invariants found.  With a VerdictCache, a run asks the explorer for the verdict on its final
+state before checking the invariants itself (most schedules end in a handful of states).
 
 Scheduling points are the points of the granularity chosen:
   coarse  every named point but the per-record rewrites, the breakpoint passes' run_sync
@@ -24,13 +25,16 @@ from typing import Callable, Iterable
 from emu.dwarf import prototypes_in
 from emu.errors import MemoryAccessError
 from emu.explore import PCT, Node, Plan, RunTrace, continue_choice, next_sleep
-from emu.footprint import Tracker
+from emu.footprint import Footprint, Tracker
 from emu.schedule import Schedule
 
-from ..invariants import CallAudit, check
+from ..invariants import INVARIANTS, CallAudit, check, verdict_key
 from ..scenario import NR_CPUS, CommandResult, Scenario, scheduler_for
 from ..system import System, boot
-from .forked import collect, spawn
+from .footprints import (
+    AUDIT, FOOTPRINTS, HOOK_STATE_LOCKS, HOOKS, HOOKS_BY_HOOKS, INT3, TRACE, audit_view, hook_state, int3_state,
+)
+from .forked import Ask, collect, spawn, spawn_asking
 
 GRANULARITIES = ("coarse", "record", "fine")
 _PER_WRITE = {"ftrace_replace_code", "ftrace_module_enable", "bp_write", "bp_update", "bp_finish", "text_byte",
@@ -45,6 +49,8 @@ class Outcome:
     bug: str | None
     errors: list[str]
     digest: str = ""  # the final state: records, call sites, trace, dmesg, command results
+    verdict_key: str = ""  # what the invariants' verdict depends on (set when a cache was asked)
+    verdict_cached: bool = False  # the verdict came from the explorer's cache, not from check()
 
 
 def state_digest(system: System, results: Iterable) -> str:
@@ -67,9 +73,17 @@ def state_digest(system: System, results: Iterable) -> str:
     return h.hexdigest()[:16]
 
 
-def outcome_of(system: System, audit: CallAudit, results: list) -> Outcome:
+def outcome_of(system: System, audit: CallAudit, results: list, ask: Ask | None = None) -> Outcome:
+    """What a finished run found.  With ask (a line to the explorer's VerdictCache), the
+    invariants are checked only if the explorer knows no verdict for this final state yet;
+    the failure kind is worked out here either way, from this run's own state."""
     errors = [r.error for r in results if r.error]
-    invariants, _ = check(system, audit, results)
+    digest = state_digest(system, results)
+    key = verdict_key(system, audit, results, digest) if ask is not None else ""
+    invariants = ask(key) if key else None
+    cached = invariants is not None
+    if not cached:
+        invariants, _ = check(system, audit, results)
     failed = [name for name, ok in invariants.items() if not ok]
     bug = system.ftrace.bug_report
     kind = None
@@ -87,17 +101,57 @@ def outcome_of(system: System, audit: CallAudit, results: list) -> Outcome:
             kind += ": " + first.split(" [<")[0] + " " + first.split("] ", 1)[-1].split("+")[0]
             if passed:
                 kind += f" ({passed[0].lower()}{passed[1:]})"
-    return Outcome(invariants, kind, bug, errors, state_digest(system, results))
+    return Outcome(invariants, kind, bug, errors, digest, key, cached)
+
+
+class VerdictCache:
+    """The invariants' verdicts by verdict key (invariants.verdict_key), kept in the
+    explorer's process for the runs it forks: those ask it before checking (answer), and it
+    learns from their reports (reported).  It must live here: a run's process is forked
+    from the booted state or from a checkpoint made before earlier runs ended, so a cache in
+    it would never see their verdicts.
+
+    A verdict is learnt only from a report that reached the explorer whole, and only one
+    check() worked out in full, so a run that breaks (raises, dies, reports a broken
+    outcome) leaves nothing behind.  One cache per Prepared: keys leave out the booted
+    kernel's constants."""
+
+    def __init__(self) -> None:
+        self._verdicts: dict[str, dict[str, bool]] = {}
+        self.hits = 0  # runs whose verdict came from here
+        self.checked = 0  # runs that asked, found nothing, and checked
+
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
+    def answer(self, key: object) -> dict[str, bool] | None:
+        return self._verdicts.get(key) if isinstance(key, str) else None
+
+    def reported(self, trace: RunTrace) -> None:
+        outcome = trace.outcome
+        if not isinstance(outcome, Outcome) or not outcome.verdict_key:
+            return  # pruned, broken, or never asked
+        if outcome.verdict_cached:
+            self.hits += 1
+        elif set(outcome.invariants) == set(INVARIANTS):
+            self.checked += 1
+            self._verdicts.setdefault(outcome.verdict_key, dict(outcome.invariants))
 
 
 class Prepared:
     """A booted system ready to be forked for each schedule."""
 
     def __init__(self, scenario: Scenario, variant: str, granularity: str, quantum: int,
-                 system_factory: Callable[[str], System] | None = None, patching: str = "breakpoints"):
+                 system_factory: Callable[[str], System] | None = None, patching: str = "breakpoints",
+                 footprints: str = "page", cache_verdicts: bool = False):
         if granularity not in GRANULARITIES:
             raise ValueError(f"unknown granularity {granularity!r}: expected one of {', '.join(GRANULARITIES)}")
+        if footprints not in FOOTPRINTS:
+            raise ValueError(f"unknown footprints {footprints!r}: expected one of {', '.join(FOOTPRINTS)}")
+        self.footprints = footprints
         self.scenario, self.variant, self.granularity, self.quantum = scenario, variant, granularity, quantum
+        #: What the runs of run_forked (and of a ForkTree given it as answerer) ask first.
+        self.verdicts = VerdictCache() if cache_verdicts else None
         if system_factory is None:  # the scenario's kernel command line, if it has one
             system_factory = lambda v: boot(v, cmdline=scenario.cmdline)  # noqa: E731
         self.system = system_factory(variant)
@@ -113,17 +167,25 @@ class Prepared:
                         loader.parse(f.read(), cmd.args[0])
                     prototypes_in(cmd.args[0])  # read once here, not in every child
         self.system.kernel.machine.clock.sweep_all()  # once here, not in every child
-        self.tracker = Tracker()
+        self.tracker = Tracker(precise=footprints == "page")
         k = self.system.kernel
         self.tracker.known_code = {k.symbol("ftrace_text_poke_batch"): (),
                                    k.symbol("printk"): (("log",), ("trace",))}
+        if self.tracker.precise:  # the host state guest code sees through hooks (.footprints)
+            system = self.system
+            audit = self.audit  # on_traced() asks whether the call site is one it hooks
+            self.tracker.watched = {HOOKS: lambda: (hook_state(system), len(audit.hooks)),
+                                    AUDIT: lambda: audit_view(system, audit),
+                                    INT3: lambda: int3_state(system)}
+            k.machine.hooks.reports = {"hooks": ((HOOKS,), (TRACE,)), "audit": ((AUDIT,), ())}
+            k.machine.trap_reads = (INT3,)
 
     # -- inside the child ---------------------------------------------------------------------
-    def run(self, plan: Plan | None, pct: PCT | None = None) -> RunTrace:
+    def run(self, plan: Plan | None, pct: PCT | None = None, ask: Ask | None = None) -> RunTrace:
         run = ScheduleRun(self, plan, pct)
         while run.step():
             pass
-        return run.trace()
+        return run.trace(ask)
 
     def replay(self, schedule: str) -> RunTrace:
         """Run a schedule string (as `race --schedule` would) and check the invariants."""
@@ -137,18 +199,18 @@ class Prepared:
 
     # -- from the parent ----------------------------------------------------------------------
     def run_forked(self, plan: Plan | None, pct: PCT | None = None) -> RunTrace:
-        return collect_trace(self._spawn(lambda: self.run(plan, pct)))
+        if self.verdicts is None:
+            return collect_trace(self._spawn(lambda: self.run(plan, pct)))
+        child = spawn_asking(lambda ask: _guarded(lambda: self.run(plan, pct, ask)))
+        trace = collect_trace(child, self.verdicts.answer)
+        self.verdicts.reported(trace)
+        return trace
 
     def replay_forked(self, schedule: str) -> RunTrace:
         return collect_trace(self._spawn(lambda: self.replay(schedule)))
 
     def _spawn(self, work: Callable[[], RunTrace]) -> tuple[int, int]:
-        def guarded() -> RunTrace:
-            try:
-                return work()
-            except Exception as exc:  # a broken run is reported, not raised in the child
-                return broken_trace(f"{type(exc).__name__}: {exc}")
-        return spawn(guarded)
+        return spawn(lambda: _guarded(work))
 
 
 class ScheduleRun:
@@ -176,6 +238,22 @@ class ScheduleRun:
     def _locks(self) -> tuple:
         system = self.prepared.system
         return system.ftrace.ftrace_lock, system.kernel.modules.module_mutex, system.tracefs.trace_types_lock
+
+    @staticmethod
+    def _hook_tokens(fp: Footprint, held: bool) -> Footprint:
+        """The step's footprint with what .footprints says of hooks and locks."""
+        reads, writes = fp.reads, fp.writes
+        if HOOKS in writes and HOOKS in reads:  # a hook ran, and the state hooks see changed
+            writes = writes | {HOOKS_BY_HOOKS}
+        if held or any(("lock", name) in writes for name in HOOK_STATE_LOCKS):
+            reads = reads | {HOOKS_BY_HOOKS}
+        return Footprint(reads, writes, fp.everything)
+
+    def _holds_hook_state_lock(self, cpu: int) -> bool:
+        """Does cpu hold a lock under which host code changes what hooks read?"""
+        sched = self.sched
+        return any(lock.owner is not None and sched.holders.get(lock.name) == cpu
+                   for lock in self._locks() if lock.name in HOOK_STATE_LOCKS)
 
     @property
     def choices(self) -> tuple[int, ...]:
@@ -214,12 +292,16 @@ class ScheduleRun:
             return False
         prefix = plan.prefix if plan else ()
         reduce = plan is not None and plan.reduce
+        branch = plan.branch_point if plan else -1
         i = len(nodes)
         if i < len(prefix):
             choice = prefix[i]
             if choice not in enabled:
+                if i > branch:  # a wakeup sequence that cannot be followed here (emu.dpor)
+                    self.pruned = self.over = True
+                    return False
                 raise RuntimeError(f"schedule diverged at step {i}: CPU {choice} not enabled")
-            if reduce and i == len(prefix) - 1:
+            if reduce and i == branch:
                 self.sleep = dict(plan.sleep)
         elif self.pct is not None:
             choice = self.pct.choose(i, self.current, enabled)
@@ -228,20 +310,26 @@ class ScheduleRun:
             if choice is None:
                 self.pruned = self.over = True
                 return False
-        node_sleep = tuple(sorted(self.sleep.items())) if i >= len(prefix) - 1 else ()
+        node_sleep = tuple(sorted(self.sleep.items())) if i >= branch else ()
         pre = nodes[-1].preemptions if nodes else 0
         if i and nodes[-1].chosen != choice and nodes[-1].chosen in enabled:
             pre += 1  # the CPU that ran last could have gone on
         tracker = self.prepared.tracker
         tracker.take()
+        machine = self.prepared.system.kernel.machine
+        machine.begin_step()
+        held = self._holds_hook_state_lock(choice)
         sched.run_until_point(choice, lambda label: label not in self.fine_only)
-        nodes.append(Node(enabled, choice, tracker.take(), node_sleep, pre))
-        if reduce and i >= len(prefix) - 1:
+        fp = tracker.take()
+        if tracker.precise:
+            fp = self._hook_tokens(fp, held or self._holds_hook_state_lock(choice))
+        nodes.append(Node(enabled, choice, fp, node_sleep, pre))
+        if reduce and i >= branch:
             self.sleep = next_sleep(self.sleep, choice, nodes[-1].footprint)
         self.current = choice
         return True
 
-    def trace(self) -> RunTrace:
+    def trace(self, ask: Ask | None = None) -> RunTrace:
         system = self.prepared.system
         for lock in self._locks():
             lock.tracker = None
@@ -250,7 +338,14 @@ class ScheduleRun:
         schedule = self.sched.schedule_string(self.prepared.quantum)
         if self.pruned:
             return RunTrace(self.nodes, None, schedule, pruned=True)
-        return RunTrace(self.nodes, outcome_of(system, self.prepared.audit, self.results), schedule)
+        return RunTrace(self.nodes, outcome_of(system, self.prepared.audit, self.results, ask), schedule)
+
+
+def _guarded(work: Callable[[], RunTrace]) -> RunTrace:
+    try:
+        return work()
+    except Exception as exc:  # a broken run is reported, not raised in the child
+        return broken_trace(f"{type(exc).__name__}: {exc}")
 
 
 def broken_trace(message: str) -> RunTrace:
@@ -258,7 +353,8 @@ def broken_trace(message: str) -> RunTrace:
     return RunTrace([], Outcome({}, f"explorer error: {message}", None, []), "")
 
 
-def collect_trace(child: tuple[int, int]) -> RunTrace:
-    """The RunTrace a forked run wrote back (or one saying it died without a word)."""
-    trace = collect(child)
+def collect_trace(child: tuple[int, int], answer: Callable[[object], object] | None = None) -> RunTrace:
+    """The RunTrace a forked run wrote back (or one saying it died without a word); answer
+    replies to the questions of a child made by spawn_asking."""
+    trace = collect(child, answer)
     return broken_trace("a run died without a report") if trace is None else trace

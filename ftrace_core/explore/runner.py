@@ -5,29 +5,39 @@ emu.explore decides which schedules to run, and a runner runs each: by default
 emu.forktree, where each schedule resumes from the deepest paused fork on its prefix (the
 state after its first steps, left behind by an earlier run), or, as before it, each in a
 child forked from the booted state.  Both give the same runs in the same order: the second
-is kept as the first's oracle.
+is kept as the first's oracle.  With jobs > 1 the search is split among worker processes
+forked from the prepared one (.parallel), or with a cluster among Ray actors (.cluster); the
+report is the one a single search gives.
 """
 
 from __future__ import annotations
 
-import select
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
-from emu.explore import PCT, Plan, RunTrace, explore, preempts
+from emu.dpor import Dpor
+from emu.explore import PCT, Plan, RunTrace, Runner, explore
 from emu.forktree import DEFAULT_THRESHOLD_S, ForkTree
 
 from ..scenario import NR_CPUS, Scenario
 from .forked import map_forked
-from .run import (
-    GRANULARITIES, Outcome, Prepared, ScheduleRun, broken_trace, collect_trace, outcome_of, state_digest,
-)
+from .parallel import ForkedWorkers, merged
+from .run import GRANULARITIES, Outcome, Prepared, ScheduleRun, broken_trace, outcome_of, state_digest
 
-__all__ = ["GRANULARITIES", "RUNNERS", "Outcome", "Prepared", "ScheduleRun", "VariantReport", "cross_replay",
-           "explore_random", "explore_variant", "map_forked", "outcome_of", "state_digest"]
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
+__all__ = ["GRANULARITIES", "REDUCTIONS", "RUNNERS", "Outcome", "Prepared", "ScheduleRun", "VariantReport", "cross_replay",
+           "explore_random", "explore_variant", "make_runner", "map_forked", "outcome_of", "state_digest"]
 
 RUNNERS = ("prefix", "fork-from-boot")
+#: How the reduction chooses what to run: dpor (emu.dpor: only where a run shows a race,
+#: one run per class of equivalent runs, none cut short) or sleep-sets (emu.explore: every
+#: CPU at every point, sleep sets cutting short what is covered).  A split search (jobs,
+#: a cluster) and a preemption bound take sleep sets: a DPOR search's branches depend on
+#: each other, and a bound could leave a class with its only runs beyond it.
+REDUCTIONS = ("dpor", "sleep-sets")
 
 
 @dataclass
@@ -55,6 +65,9 @@ class VariantReport:
     runner: str = "fork-from-boot"
     checkpoints: int = 0  # paused forks left behind (the prefix runner)
     resumed_steps: int = 0  # steps not run again thanks to them
+    por: str = "dpor"  # how the reduction chooses: dpor, or sleep-sets alone (see REDUCTIONS)
+    footprints: str = "page"  # what the reduction knows of a step (ftrace_core.explore.footprints)
+    verdict_hits: int = 0  # runs whose invariants' verdict came from the cache, not check()
     seen: set[str] = field(default_factory=set, repr=False)
 
     @property
@@ -80,6 +93,9 @@ class VariantReport:
             "granularity": self.granularity,
             "complete": self.complete,
             "runner": self.runner,
+            "por": self.por if self.reduction else None,
+            "footprints": self.footprints,
+            "verdict_hits": self.verdict_hits,
             "seconds": round(self.seconds, 3),
             "schedules_per_s": round(self.runs / self.seconds, 1) if self.seconds else None,
             **({"random_runs": self.random_runs, "failing_seeds": self.failing_seeds}
@@ -110,31 +126,56 @@ def explore_variant(scenario: Scenario, variant: str, *, max_preemptions: int | 
                     granularity: str = "coarse", quantum: int = 1000, jobs: int = 1, limit: int | None = None,
                     progress: Callable[[VariantReport], None] | None = None,
                     patching: str = "breakpoints", runner: str = "prefix",
-                    threshold_s: float = DEFAULT_THRESHOLD_S) -> VariantReport:
+                    threshold_s: float = DEFAULT_THRESHOLD_S, cluster: "Cluster | None" = None,
+                    por: str | None = None, footprints: str = "page", cache_verdicts: bool = True) -> VariantReport:
     """Enumerate the scenario's schedules on one variant (all of them, or within a
     preemption bound), checking the invariants after each.
 
     runner: "prefix" resumes each schedule from the deepest paused fork on its prefix
     (emu.forktree: a checkpoint after threshold_s of CPU time of steps, where another CPU
-    could be chosen); "fork-from-boot" runs
-    each in a fork of the booted state.  Both give the same runs, in the same order.  With
-    jobs > 1 and no reduction, runs go in parallel from the booted state."""
+    could be chosen); "fork-from-boot" runs each in a fork of the booted state.  Both give
+    the same runs, in the same order.  With jobs > 1, that many worker processes forked
+    from the booted state split the search, each with a runner of its own; with a cluster
+    (.cluster), its Ray actors do, each booting the variant itself.  Either way the report
+    is the one a single search gives (only the times and the runner's counts differ).
+
+    por: how the reduction chooses (REDUCTIONS); by default dpor in one unbounded search,
+    else sleep-sets.  footprints: "page" or "coarse" (ftrace_core.explore.footprints).
+    cache_verdicts: check the invariants once per distinct final state (and what they read
+    besides, invariants.verdict_key)."""
     if runner not in RUNNERS:
         raise ValueError(f"unknown runner {runner!r}: expected one of {', '.join(RUNNERS)}")
-    report = VariantReport(variant, preemption_bound=max_preemptions, reduction=reduce, granularity=granularity)
+    split = cluster is not None or jobs > 1
+    if por is None:
+        por = "sleep-sets" if split or max_preemptions is not None else "dpor"
+    if por not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {por!r}: expected one of {', '.join(REDUCTIONS)}")
+    if reduce and por == "dpor" and (split or max_preemptions is not None):
+        raise ValueError("dpor explores in one unbounded search: with jobs, a cluster or a preemption bound, "
+                         "use sleep-sets")
+    report = VariantReport(variant, preemption_bound=max_preemptions, reduction=reduce, granularity=granularity,
+                           runner=runner, por=por, footprints=footprints)
+    settings = {"patching": patching, "footprints": footprints, "cache_verdicts": cache_verdicts}
     start = time.perf_counter()
-    prepared = Prepared(scenario, variant, granularity, quantum, patching=patching)
-    tree = None
-    if jobs > 1 and not reduce:
-        report.runner = "fork-from-boot"
-        traces: Iterable[RunTrace] = _explore_parallel(prepared, max_preemptions, jobs, limit)
-    elif runner == "fork-from-boot":
-        report.runner = runner
-        traces = explore(prepared.run_forked, max_preemptions, reduce, limit)
+    if cluster is not None or jobs > 1:
+        if cluster is not None:
+            workers = cluster.workers(scenario, variant, granularity=granularity, quantum=quantum, runner=runner,
+                                      threshold_s=threshold_s, max_preemptions=max_preemptions, reduce=reduce,
+                                      **settings)
+        else:
+            prepared = Prepared(scenario, variant, granularity, quantum, **settings)
+            workers = ForkedWorkers(jobs, lambda in_child: make_runner(prepared, runner, threshold_s, in_child),
+                                    max_preemptions, reduce)
+        traces: Iterable[RunTrace] = (visit.trace for visit in merged(workers, limit))
+        close, stats = workers.close, lambda: list(workers.stats.values())
     else:
-        report.runner = runner
-        tree = ForkTree(lambda plan: ScheduleRun(prepared, plan), broken_trace, threshold_s)
-        traces = explore(tree, max_preemptions, reduce, limit)
+        prepared = Prepared(scenario, variant, granularity, quantum, **settings)
+        one, close = make_runner(prepared, runner, threshold_s)
+        if reduce and por == "dpor":
+            traces = Dpor(one, limit)
+        else:
+            traces = explore(one, max_preemptions, reduce, limit)
+        stats = lambda: [getattr(one, "stats", None)]  # noqa: E731
     try:
         for trace in traces:
             _record(report, trace)
@@ -143,43 +184,30 @@ def explore_variant(scenario: Scenario, variant: str, *, max_preemptions: int | 
             if progress is not None:
                 progress(report)
     finally:
-        if tree is not None:
-            tree.close()  # every paused process ends, even on an exception or Ctrl-C
-            report.checkpoints, report.resumed_steps = tree.stats.checkpoints, tree.stats.resumed_steps
+        close()  # every process the search started ends, even on an exception or Ctrl-C
+        counted = [s for s in stats() if s is not None]  # ForkTreeStats, from the prefix runner
+        report.checkpoints = sum(s.checkpoints for s in counted)
+        report.resumed_steps = sum(s.resumed_steps for s in counted)
+    if not split and prepared.verdicts is not None:  # (a split search's workers keep their own)
+        report.verdict_hits = prepared.verdicts.hits
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _explore_parallel(prepared: Prepared, max_preemptions: int | None, jobs: int,
-                      limit: int | None) -> Iterable[RunTrace]:
-    """Plain enumeration with several runs in flight: each run's untried alternatives at the
-    points after its own branch point are its subtree, so the set of runs does not depend on
-    the order they finish in."""
-    frontier: list[Plan] = [Plan(())]
-    running: dict[int, tuple[tuple[int, int], Plan]] = {}
-    done = 0
-    while frontier or running:
-        while frontier and len(running) < jobs and (limit is None or done + len(running) < limit):
-            plan = frontier.pop()
-            child = prepared._spawn(lambda plan=plan: prepared.run(plan))
-            running[child[1]] = (child, plan)
-        if not running:
-            break
-        ready, _, _ = select.select(list(running), [], [])
-        for fd in ready:
-            child, plan = running.pop(fd)
-            trace = collect_trace(child)
-            done += 1
-            yield trace
-            nodes = trace.nodes
-            for i in range(len(plan.prefix), len(nodes)):
-                for alt in nodes[i].enabled:
-                    if alt == nodes[i].chosen:
-                        continue
-                    cost = nodes[i].preemptions + (1 if preempts(nodes, i, alt) else 0)
-                    if max_preemptions is not None and cost > max_preemptions:
-                        continue
-                    frontier.append(Plan(tuple(n.chosen for n in nodes[:i]) + (alt,)))
+def make_runner(prepared: Prepared, runner: str, threshold_s: float = DEFAULT_THRESHOLD_S,
+                in_child: Callable[[], None] | None = None) -> tuple[Runner, Callable[[], None]]:
+    """The runner one search uses, and what ends the processes it leaves (a ForkTree's
+    paused forks).  in_child runs first in every process of the tree: a worker's channel to
+    its explorer is not theirs to keep."""
+    if runner == "fork-from-boot":
+        return prepared.run_forked, lambda: None
+
+    def start(plan: Plan) -> ScheduleRun:
+        if in_child is not None:
+            in_child()
+        return ScheduleRun(prepared, plan)
+    tree = ForkTree(start, broken_trace, threshold_s, answerer=prepared.verdicts)
+    return tree, tree.close
 
 
 def explore_random(scenario: Scenario, variant: str, runs: int, seed: int, depth: int = 3,
