@@ -267,6 +267,10 @@ def test_explore_json_from_the_cli(capsys):
     (["explore", "--limit", "0"], "--limit must be at least 1, got 0"),
     (["explore", "--limit", "-3"], "--limit must be at least 1, got -3"),
     (["explore", "--random", "5", "--cluster", "local"], "--cluster explores every schedule"),
+    (["explore", "--por", "magic"], "unknown --por 'magic': expected one of dpor, sleep-sets"),
+    (["explore", "--footprints", "fine"], "unknown --footprints 'fine': expected one of page, coarse"),
+    (["explore", "--por", "dpor", "--variant", "seed", "--jobs", "2"], "use --por sleep-sets"),
+    (["explore", "--por", "dpor", "--reduction", "-k", "1"], "use --por sleep-sets"),
 ])
 def test_explore_bad_input_exits_2(capsys, args, message):
     assert main(args) == 2
