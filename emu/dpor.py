@@ -8,17 +8,19 @@ run is asleep).  Here a point is branched only where a run shows a race: two ste
 different CPUs that conflict (emu.footprint), the first happening right before the second
 (no step in between ordered after the first and before the second).  The run that reverses
 the race starts from the point before the first step with a wakeup sequence: the steps
-between them that do not depend on the first, then the second.  Wakeup sequences are kept per
-point in a tree (here: its leaves, each a sequence of CPUs), so one is added only if no
-explored or pending sequence already starts the same way up to the order of independent
-steps; with sleep sets on top, every complete run is of a different class of equivalent
+between them that do not depend on the first, then the second (if that sequence cannot start
+here, a step of it that can and depends on nothing before it goes first; if none can, the
+race cannot be reversed: the second step waits for the first, as a lock's taker for its
+release).  Wakeup sequences are kept per point in a tree (here: its leaves, each a sequence
+of steps with their footprints), so one is added only if no explored or pending sequence
+already starts the same way up to the order of independent steps; with sleep sets on top, every complete run is of a different class of equivalent
 runs, and none is cut short (Abdulla et al., theorem 7.5), as far as the footprints are exact.
 
 Steps are named by their CPU: from a given point, a CPU's next step is determined, and a
 step moved past independent ones does the same thing (that is what independent means).  A
-wakeup sequence may ask for a CPU that cannot run where the sequence puts it (a race with a
-lock's release: the other order does not exist); the runner then stops that run without an
-outcome (RunTrace.pruned) and nothing is lost.
+wakeup sequence may still ask, further on, for a CPU that cannot run where the sequence puts
+it; the runner then stops that run without an outcome (RunTrace.pruned) and nothing is lost:
+that order does not exist.
 
 Unbounded only: with a preemption bound, a class's runs may all lie beyond the bound but one
 the reduction skipped (the bounded search enumerates plainly).
