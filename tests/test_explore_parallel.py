@@ -158,9 +158,13 @@ def test_an_interrupted_or_failing_parallel_exploration_leaves_no_process():
     assert [state for pid, state in descendants() if _parent(pid) == os.getpid()] == []
 
 
-def _parent(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
+def _parent(pid: int) -> int | None:
+    """Its parent's pid; None once it is gone (a run's process may end while we look)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except FileNotFoundError:
+        return None
 
 
 def _json_runs(args: list[str], capsys) -> dict:
