@@ -83,6 +83,15 @@ class Tracker:
     def touch_everything(self) -> None:
         self.everything = True
 
+    def begin(self) -> None:
+        """A step begins: start afresh.  The watched values are the ones the last take() saw
+        (nothing runs between two steps); only where none has been seen yet, in this process
+        or the one it was forked from, are they read now, as what the step starts from."""
+        self.reads, self.writes, self.everything = set(), set(), False
+        if not self._seen:
+            for token, value_of in self.watched.items():
+                self._seen[token] = value_of()
+
     def touch_page(self, page: int, write: bool) -> None:
         (self.writes if write else self.reads).add(("mem", page))
 

@@ -315,7 +315,7 @@ class ScheduleRun:
         if i and nodes[-1].chosen != choice and nodes[-1].chosen in enabled:
             pre += 1  # the CPU that ran last could have gone on
         tracker = self.prepared.tracker
-        tracker.take()
+        tracker.begin()
         machine = self.prepared.system.kernel.machine
         machine.begin_step()
         held = self._holds_hook_state_lock(choice)
