@@ -38,16 +38,15 @@ before the search does.
 from __future__ import annotations
 
 import os
-import pickle
 import select
 import signal
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from .explore import Plan, RunTrace
+from .wire import receive, send
 
 #: CPU time of steps between checkpoints, by default.  On the race scenario a fork and its
 #: copy-on-write faults cost 2-5 ms, and a schedule's costly steps 3-12 ms each; a sweep
@@ -152,7 +151,7 @@ class ForkTree:
         if self._chain:
             base = self._chain[-1]
             self.stats.resumed_steps += len(base.choices)
-            _send(base.conn, plan)
+            send(base.conn, plan)
             self._inflight = (self._accept(base), None)
         else:
             self.stats.from_start += 1
@@ -166,11 +165,11 @@ class ForkTree:
             self._inflight = (conn, pid)
         while True:
             conn, direct = self._inflight
-            msg = _recv(conn)
+            msg = receive(conn)
             if msg is not None and msg[0] == "ask":
                 reply = self.answerer.answer(msg[1])
                 try:
-                    _send(conn, ("answer", reply))
+                    send(conn, ("answer", reply))
                 except OSError:
                     pass  # it died asking: the next read finds the end of its stream
                 continue
@@ -251,7 +250,7 @@ class ForkTree:
                     result = run.trace(lambda question, conn=conn: _ask(conn, question))
             except Exception as exc:  # a broken run is reported, not raised in the child
                 result = self.broken(f"{type(exc).__name__}: {exc}")
-            _send(conn, ("result", result))
+            send(conn, ("result", result))
         finally:
             os._exit(0)
 
@@ -260,7 +259,7 @@ class ForkTree:
         process stays here as a checkpoint, serving plans on conn until it is dropped."""
         new = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         new.connect(self._address)  # before the message: the explorer accepts right after it
-        _send(conn, ("checkpoint", run.choices, os.getpid()))
+        send(conn, ("checkpoint", run.choices, os.getpid()))
         if os.fork() == 0:
             conn.close()
             return new
@@ -272,7 +271,7 @@ class ForkTree:
         """A checkpoint: for each plan received, fork a run that resumes from here."""
         try:
             while True:
-                plan = _recv(conn)
+                plan = receive(conn)
                 _reap(block=False)
                 if plan is None:
                     break
@@ -293,8 +292,8 @@ class ForkTree:
 
 def _ask(conn: socket.socket, question: object) -> object:
     """In a run: the explorer's answer to question (one round trip on the run's connection)."""
-    _send(conn, ("ask", question))
-    reply = _recv(conn)
+    send(conn, ("ask", question))
+    reply = receive(conn)
     if reply is None:
         raise ConnectionError("the explorer stopped answering")
     return reply[1]
@@ -316,30 +315,3 @@ def _reap(block: bool) -> None:
             return
         if pid == 0:
             return
-
-
-def _send(sock: socket.socket, obj: object) -> None:
-    data = pickle.dumps(obj)
-    sock.sendall(struct.pack("<Q", len(data)) + data)
-
-
-def _recv(sock: socket.socket) -> object | None:
-    """One message, or None at the end of the stream (the other side closed or died)."""
-    head = _read(sock, 8)
-    if head is None:
-        return None
-    body = _read(sock, struct.unpack("<Q", head)[0])
-    return None if body is None else pickle.loads(body)
-
-
-def _read(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        try:
-            chunk = sock.recv(min(n - len(buf), 1 << 20))
-        except ConnectionResetError:
-            return None
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)

@@ -21,6 +21,7 @@ from ftrace_core.explore.parallel import ForkedWorkers, SubtreeWorker, merged
 from ftrace_core.explore.runner import make_runner
 from ftrace_core.scenario import load_scenario
 from test_explore import TOY, toy_runner
+from test_forktree import descendants
 
 #: A small bounded exploration that fails: with one preemption, the seed kernel kills ftrace
 #: in ftrace_shutdown() on one schedule of 33 (and 20 runs with the sleep-set reduction).
@@ -96,28 +97,6 @@ def _report(r) -> tuple:
     """Everything a report says of the runs (not the times, nor the runner's counts)."""
     return (r.runs, r.pruned, r.schedules, r.complete, r.seen, r.final_states, r.kinds, r.failing_schedules,
             r.failing_kind, r.failing_preemptions)
-
-
-def descendants() -> list[tuple[int, str]]:
-    """(pid, state) of every process below this one, zombies included."""
-    parent: dict[int, int] = {}
-    state: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parent[int(entry)], state[int(entry)] = int(fields[1]), fields[0]
-    mine, frontier = [], [os.getpid()]
-    while frontier:
-        p = frontier.pop()
-        kids = [c for c, pp in parent.items() if pp == p]
-        mine += [(c, state[c]) for c in kids]
-        frontier += kids
-    return mine
 
 
 @pytest.mark.parametrize("reduce,runner", [(False, "prefix"), (True, "prefix"), (False, "fork-from-boot")])

@@ -100,7 +100,7 @@ def summary(traces) -> list:
 
 
 def descendants() -> list[tuple[int, str]]:
-    """(pid, state) of every process below this one."""
+    """(pid, state) of every process below this one, zombies included."""
     parent: dict[int, int] = {}
     state: dict[int, str] = {}
     for entry in os.listdir("/proc"):

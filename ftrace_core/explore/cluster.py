@@ -30,7 +30,9 @@ from emu.explore import Branch
 
 from ..errors import FtraceError
 from ..scenario import Scenario
-from .parallel import receive, send, serve
+from emu.wire import receive, send
+
+from .parallel import serve
 
 INSTALL = "pip install -e '.[cluster]'"
 #: How long an actor's call waits for its worker's reports (seconds), at most.

@@ -19,6 +19,8 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
+from emu import wire
+
 #: In a child of spawn_asking: put a question to the parent and wait for its answer.
 Ask = Callable[[object], object]
 
@@ -37,14 +39,14 @@ def collect(child: tuple[int, int], answer: Callable[[object], object] | None = 
     pid, fd = child
     try:
         while True:
-            message = _read_message(fd)
+            message = wire.read(fd)
             if not isinstance(message, _Question):
                 return message
             if answer is None:
                 raise RuntimeError("a forked child asked a question, and no one is there to answer it")
             reply = (answer(message.body),)  # in a tuple: None is an answer, not the end
             try:
-                _write_all(fd, reply)
+                wire.write(fd, reply)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # it died asking: the next read finds the end of its stream
     finally:
@@ -154,8 +156,8 @@ def spawn_asking(work: Callable[[Ask], object]) -> tuple[int, int]:
         fd = theirs.detach()
 
         def ask(question: object) -> object:
-            _write_all(fd, _Question(question))
-            reply = _read_message(fd)
+            wire.write(fd, _Question(question))
+            reply = wire.read(fd)
             if reply is None:
                 raise ConnectionError("the parent stopped answering")
             return reply[0]
@@ -183,36 +185,6 @@ def _finish(fd: int, work: Callable[[], object]) -> None:
             result = work()
         except BaseException as exc:  # hand the error to the parent, which raises it
             result = exc
-        _write_all(fd, result)
+        wire.write(fd, result)
     finally:
         os._exit(0)  # never back into the parent's code, even if the parent is gone
-
-
-def _read_message(fd: int) -> object | None:
-    """One message written by _write_all; None if the stream ends first (the writer died)."""
-    head = _read_exactly(fd, 8)
-    if head is None:
-        return None
-    body = _read_exactly(fd, struct.unpack("<Q", head)[0])
-    return None if body is None else pickle.loads(body)
-
-
-def _read_exactly(fd: int, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        try:
-            chunk = os.read(fd, min(n - len(buf), 1 << 20))
-        except ConnectionResetError:
-            return None
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
-def _write_all(w: int, obj: object) -> None:
-    data = pickle.dumps(obj)
-    view = memoryview(struct.pack("<Q", len(data)) + data)
-    while view:
-        n = os.write(w, view[:1 << 16])
-        view = view[n:]

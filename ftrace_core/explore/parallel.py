@@ -32,11 +32,11 @@ import pickle
 import select
 import signal
 import socket
-import struct
 from dataclasses import dataclass
 from typing import Callable, Iterator, NoReturn, Protocol
 
 from emu.explore import Branch, RunTrace, Runner, Search, Visit
+from emu.wire import receive, send
 
 __all__ = ["ForkedWorkers", "SubtreeWorker", "Workers", "merged"]
 
@@ -270,30 +270,3 @@ def serve(conn: socket.socket, make, max_preemptions: int | None, reduce: bool) 
             pass
     finally:
         os._exit(0)
-
-
-def send(sock: socket.socket, obj: object) -> None:
-    data = pickle.dumps(obj)
-    sock.sendall(struct.pack("<Q", len(data)) + data)
-
-
-def receive(sock: socket.socket) -> object | None:
-    """One message, or None at the end of the stream (the other side closed or died)."""
-    head = _read(sock, 8)
-    if head is None:
-        return None
-    body = _read(sock, struct.unpack("<Q", head)[0])
-    return None if body is None else pickle.loads(body)
-
-
-def _read(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        try:
-            chunk = sock.recv(min(n - len(buf), 1 << 20))
-        except ConnectionResetError:
-            return None
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
