@@ -2,14 +2,14 @@
 
   page    guest code's accesses are the pages it touched (emu.machine reports each TLB
           miss of the step by page and kind); the host state guest code reaches through
-          host hooks is two watched tokens (below).  The default.
+          host hooks is three watched tokens (below).  The default.
   coarse  guest code touches everything.  Kept as the oracle: on every scenario and variant
           both must find the same final states and failures (tests/test_footprints.py).
 
 The host's hooks inside guest code, and what they see of the host's state:
   HOOKS  the tracer's ops callbacks (ftrace_ops_list_func, function_trace_call and the other
-         ops handlers: probes, pid filter, stack tracer, profiler), function_graph's entry
-         and return hooks, and the invariants' call audit.  In the kernel they read ftrace's
+         ops handlers: probes, pid filter, stack tracer, profiler) and function_graph's
+         entry and return hooks.  In the kernel they read ftrace's
          ops and hashes without ftrace_lock (under RCU / preempt-disable), and the tracers'
          options and flags.  Every such hook reads HOOKS and writes TRACE (the ring buffer,
          and the tracers' own counters, which files under tracefs show); hook_state() is the
