@@ -10,7 +10,13 @@ Guest code is followed in one of two ways:
   coarse  it touches everything (the relation the explorer began with, kept as the oracle);
   page    its accesses are the pages it touched, by kind: the machine empties the TLB when
           a step begins and reports each miss (emu.machine), so every page a step reads,
-          writes or executes is seen at least once.  What guest code reaches of the host's
+          writes or executes is seen at least once.  Memory is two tokens a page: ("mem", p)
+          for its bytes as data, ("code", p) for running code from it; a store writes both.
+          A call site (a record's 5 bytes) is finer still, a token of its own: a text write
+          that changes only a site's bytes writes ("site", ip) and the page's data, not its
+          code, and code that runs the site reads ("site", ip) (the block hook on every site,
+          Tracker.sites, reports it).  So patching kmalloc's call site and running vfs_read
+          on the same page commute; running kmalloc does not.  What guest code reaches of the host's
           state goes through host hooks (the tracer's callbacks, the int3 handler); a hook
           reports the tokens it reads and writes (Tracker.hook), and the host state behind
           those tokens is watched: a step after which a watched value differs writes its
@@ -22,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 PAGE_SHIFT = 12
+#: A call site: `call __fentry__` or the nop in its place.
+SITE_SIZE = 5
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,12 @@ class Tracker:
     #: Host state read by hooks: token -> a function giving that state's value now.  take()
     #: compares each value with the one it saw last and counts a change as a write.
     watched: dict = field(default_factory=dict)
+    #: The call sites whose running is reported (run_site()): ip -> anything.  A text write
+    #: within one of them is a site write (text_write()); any other writes the page's code.
+    sites: dict | set = field(default_factory=dict)
     _seen: dict = field(default_factory=dict, repr=False)
+    #: Pages whose stores are site writes only, while the text-write routine runs.
+    _site_pages: frozenset = field(default_factory=frozenset, repr=False)
 
     def guest(self, addr: int) -> None:
         """Guest code at addr is about to run on some CPU."""
@@ -76,9 +89,44 @@ class Tracker:
     def touch(self, token: object, write: bool = True) -> None:
         (self.writes if write else self.reads).add(token)
 
-    def touch_pages(self, kind: str, start: int, end: int, write: bool = True) -> None:
+    def touch_pages(self, start: int, end: int, write: bool = True) -> None:
+        """Data access to the bytes [start, end) (a host read or write, a protection change)."""
         for page in range(start >> PAGE_SHIFT, ((end - 1) >> PAGE_SHIFT) + 1):
-            self.touch((kind, page), write)
+            self.touch_page(page, write)
+
+    def site_of(self, addr: int, size: int) -> int | None:
+        """The watched call site whose bytes hold all of [addr, addr+size), if any."""
+        for ip in range(addr, addr - SITE_SIZE, -1):
+            if ip in self.sites:
+                return ip if addr + size <= ip + SITE_SIZE else None
+        return None
+
+    def text_writes(self, writes) -> frozenset:
+        """A batch of text writes [(addr, data)] is about to run: each writes its site, or
+        its pages' code.  Returns the pages whose stores are all site writes (for
+        site_stores())."""
+        site_pages, other_pages = set(), set()
+        for addr, data in writes:
+            ip = self.site_of(addr, len(data))
+            pages = range(addr >> PAGE_SHIFT, ((addr + len(data) - 1) >> PAGE_SHIFT) + 1)
+            if ip is None:
+                other_pages.update(pages)
+                self.touch_pages(addr, addr + len(data))
+            else:
+                site_pages.update(pages)
+                self.writes.add(("site", ip))
+                self.writes.update(("mem", p) for p in pages)
+        return frozenset(site_pages - other_pages)
+
+    def site_stores(self, pages: frozenset) -> None:
+        """Guest stores to these pages are site writes (already reported by text_writes())
+        until this is called again with none; the caller empties the TLB afterwards, so a
+        later store to them is seen afresh."""
+        self._site_pages = pages
+
+    def run_site(self, ip: int) -> None:
+        """Guest code is about to run the call site at ip."""
+        self.reads.add(("site", ip))
 
     def touch_everything(self) -> None:
         self.everything = True
@@ -93,7 +141,17 @@ class Tracker:
                 self._seen[token] = value_of()
 
     def touch_page(self, page: int, write: bool) -> None:
-        (self.writes if write else self.reads).add(("mem", page))
+        """A data access to a page: a store also changes the code on it."""
+        if not write:
+            self.reads.add(("mem", page))
+            return
+        self.writes.add(("mem", page))
+        if page not in self._site_pages:
+            self.writes.add(("code", page))
+
+    def fetch_page(self, page: int) -> None:
+        """Guest code is run from the page."""
+        self.reads.add(("code", page))
 
     def take(self) -> Footprint:
         """The footprint so far, and start afresh."""

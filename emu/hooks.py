@@ -35,6 +35,9 @@ class HookRegistry:
         #: explorer: what the host's hooks can see and change).
         self.tracker = None
         self.reports: dict[str, tuple[tuple, tuple]] = {}
+        #: The tag of block hooks that sit on call sites, one each: each such hook that runs
+        #: also reports running its site (Tracker.run_site).
+        self.site_tag: str | None = None
 
     def add(self, kind: int, callback: Callable[..., Any], begin: int = 1, end: int = 0,
             tag: str = "hooks") -> HookHandle:
@@ -42,10 +45,13 @@ class HookRegistry:
         code or block hook reports to the tracker the tokens of its tag (reports)."""
 
         reports = kind in (UC_HOOK_CODE, UC_HOOK_BLOCK)
+        on_site = kind == UC_HOOK_BLOCK and begin == end
 
         def guarded(*args: Any) -> Any:
             if reports and self.tracker is not None:
                 self.tracker.hook(*self.reports.get(tag, ((), ())))
+                if on_site and tag == self.site_tag:
+                    self.tracker.run_site(begin)
             try:
                 return callback(*args)
             except BaseException as exc:  # re-raised by raise_pending()

@@ -146,15 +146,15 @@ class Machine:
         self._tracker = tracker
         self._recording = tracker if tracker is not None and tracker.precise else None
         self.hooks.tracker = tracker  # hooks say what host state they read (Tracker.hook)
-        self._flush_tlb()  # entries filled either way must be filled again this way
+        self.flush_tlb()  # entries filled either way must be filled again this way
 
     def begin_step(self) -> None:
         """A step begins: empty the TLB, so each page the step's guest code touches misses
         once and is reported (with a precise tracker)."""
         if self._recording is not None:
-            self._flush_tlb()
+            self.flush_tlb()
 
-    def _flush_tlb(self) -> None:
+    def flush_tlb(self) -> None:
         # UC_CTL_TLB_FLUSH has no method of its own in the Python binding (unicorn 2.1).
         self.uc.ctl(uc_const.UC_CTL_TLB_FLUSH, uc_const.UC_CTL_IO_WRITE)
 
@@ -200,7 +200,7 @@ class Machine:
         self.uc.mem_protect(start_al, end_al - start_al, int(perms))
         self._reload_regions()
         if self.tracker is not None:
-            self.tracker.touch_pages("mem", start_al, end_al)
+            self.tracker.touch_pages(start_al, end_al)
         for listener in list(self.protect_listeners):
             listener(start_al, end_al, perms, why)
 
@@ -263,7 +263,7 @@ class Machine:
         except UcError:
             raise MemoryAccessError(f"cannot read {size} bytes at {addr:#x}: not mapped") from None
         if self.tracker is not None:
-            self.tracker.touch_pages("mem", addr, addr + size, write=False)
+            self.tracker.touch_pages(addr, addr + size, write=False)
         return data
 
     def read_u64(self, addr: int) -> int:
@@ -290,7 +290,7 @@ class Machine:
                 raise MemoryAccessError(f"cannot write {len(data)} bytes at {addr:#x}: not mapped")
         self.uc.mem_write(addr, bytes(data))
         if self.tracker is not None:
-            self.tracker.touch_pages("mem", addr, addr + len(data))
+            self.tracker.touch_pages(addr, addr + len(data))
 
     def _on_interrupt(self, uc: Uc, intno: int, data: object) -> None:
         # There is no IDT: an exception a handler does not resolve ends the run as an oops.
@@ -320,16 +320,17 @@ class Machine:
             entry.perms = _FETCH_PERMS if access == uc_const.UC_MEM_FETCH else _DATA_PERMS
             return True
         # Recording a step's pages: an entry allows only what has been reported, so a page
-        # first read misses again when first written.  Code on a page counts as read, and
-        # so does the next page: a translated block may run on into it, and a block found
-        # in Unicorn's cache asks the TLB for its first page only.
+        # first read misses again when first written, and a page run from misses again when
+        # first read as data (its code and its data are separate tokens).  Running code
+        # from a page reads its code, and the next page's: a translated block may run on
+        # into it, and a block found in Unicorn's cache asks the TLB for its first page only.
         if access == uc_const.UC_MEM_WRITE:
             tracker.touch_page(page >> 12, True)
             entry.perms = _DATA_PERMS
         elif access == uc_const.UC_MEM_FETCH:
-            tracker.touch_page(page >> 12, False)
-            tracker.touch_page((page >> 12) + 1, False)
-            entry.perms = _FETCH_PERMS
+            tracker.fetch_page(page >> 12)
+            tracker.fetch_page((page >> 12) + 1)
+            entry.perms = uc_const.UC_PROT_EXEC
         else:
             tracker.touch_page(page >> 12, False)
             entry.perms = uc_const.UC_PROT_READ

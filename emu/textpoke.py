@@ -60,10 +60,14 @@ class TextPoker:
         for addr, data in chunk:
             fields += (addr, src, len(data))
             src += len(data)
-        self.machine.write(base, struct.pack(f"<{len(fields)}Q", *fields) + b"".join(data for _, data in chunk))
-        if self.machine.tracker is not None:
-            for addr, data in chunk:
-                self.machine.tracker.touch_pages("mem", addr, addr + len(data))
+        machine = self.machine
+        machine.write(base, struct.pack(f"<{len(fields)}Q", *fields) + b"".join(data for _, data in chunk))
+        tracker = machine.tracker
+        # What the stores will change, said before they run (one may fault): a call site's
+        # bytes, or else the page's code (emu.footprint).
+        site_pages = tracker.text_writes(chunk) if tracker is not None else frozenset()
+        if site_pages:
+            tracker.site_stores(site_pages)
         try:
             cpu.run(self.routine, base, len(chunk), fixup=True)  # probe_kernel_write(): no oops
             finished = len(chunk)
@@ -75,6 +79,10 @@ class TextPoker:
             if fault.kind == "write" and fault.address is not None:
                 raise TextWriteFault(fault.address, done_before + finished) from None
             raise
+        finally:
+            if site_pages:
+                tracker.site_stores(frozenset())
+                machine.flush_tlb()  # a later store to those pages is no site write
         self._invalidate(cpu, chunk[:finished])
 
     def _invalidate(self, cpu: Cpu, written: list[tuple[int, bytes]], notify: bool = True) -> None:

@@ -36,8 +36,13 @@ def test_a_precise_tracker_sees_the_pages_guest_code_reads_writes_and_runs(kerne
         assert not fp.everything
         assert page(dst) in fp.writes
         assert page(src) in fp.reads and page(src) not in fp.writes
-        assert page(kernel.symbol("memcpy")) in fp.reads  # its code
-        assert page(kernel.symbol("memcpy")) not in fp.writes
+        code = ("code", kernel.symbol("memcpy") >> 12)  # its code: run, not read as data
+        assert code in fp.reads and code not in fp.writes
+        assert ("code", dst >> 12) in fp.writes  # a store changes the page's code too
+        # A page run from is seen when then read as data: the entry a fetch fills allows
+        # fetches only.
+        fp = _step(kernel, tracker, "memcpy", dst, kernel.symbol("memcpy"), 8)
+        assert code in fp.reads and page(kernel.symbol("memcpy")) in fp.reads
         # A page first read, then written, is seen written: while recording, the entry a
         # read fills allows reads only, so the store misses again.
         fp = _step(kernel, tracker, "memcpy", src + 64, src, 8)
@@ -98,6 +103,55 @@ def test_page_footprints_find_the_final_states_and_failures_coarse_ones_find(red
     assert page_fp.final_states == coarse.final_states
     assert set(page_fp.kinds) == set(coarse.kinds)
     assert page_fp.runs < coarse.runs  # fewer classes of equivalent runs: fewer steps depend on each other
+
+
+#: At record granularity each call-site write is a step: CPU 0 enables two sites, kmalloc's
+#: on the page of workload_getpid, which CPU 1 runs (get_current_pid is one of its callees).
+SITES = parse_scenario("""
+cpu 0: echo get_current_pid kmalloc > set_ftrace_filter
+cpu 0: echo function > current_tracer
+cpu 1: call workload_getpid
+""", "sites.scn")
+
+
+def _site_run():
+    prepared = Prepared(SITES, "fixed", "record", 1000)
+    run = ScheduleRun(prepared, Plan(()))
+    while run.step():
+        pass
+    return prepared.system.kernel, run.nodes
+
+
+def _sites(tokens) -> set[int]:
+    return {t[1] for t in tokens if t[0] == "site"}
+
+
+def test_a_call_site_write_conflicts_with_code_that_runs_the_site_not_with_code_beside_it():
+    """emu.footprint's site tokens: each write of ftrace's three passes (x86's
+    ftrace_replace_code() through add_breakpoints / add_update / finish_update, v4.5)
+    changes a record's bytes only, so it writes that site and the page's data, not the
+    page's code; the block hook on each site says which sites a step runs."""
+    kernel, nodes = _site_run()
+    getpid, kmalloc, caller = (kernel.symbol(n) for n in ("get_current_pid", "kmalloc", "workload_getpid"))
+    assert kmalloc >> 12 == caller >> 12  # beside the code CPU 1 runs
+    writes = [n.footprint for n in nodes if n.chosen == 0 and _sites(n.footprint.writes)]
+    assert [_sites(fp.writes) for fp in writes] == [{getpid}, {kmalloc}] * 3  # int3, tail, head
+    for fp in writes[1:]:  # the first also updates the trampoline: a plain code write
+        assert ("code", kmalloc >> 12) not in fp.writes and ("mem", next(iter(_sites(fp.writes))) >> 12) in fp.writes
+    call = nodes[-1].footprint
+    assert nodes[-1].chosen == 1 and {getpid, caller} <= _sites(call.reads) and kmalloc not in _sites(call.reads)
+    assert ("code", caller >> 12) in call.reads
+    for fp in writes[1:]:
+        assert fp.conflicts(call) == (getpid in _sites(fp.writes))
+
+
+@pytest.mark.parametrize("variant", ["legacy", "fixed"])
+def test_site_footprints_find_the_final_states_coarse_ones_find_at_record_granularity(variant):
+    page_fp = explore_variant(SITES, variant, footprints="page", granularity="record")
+    coarse = explore_variant(SITES, variant, footprints="coarse", granularity="record")
+    assert page_fp.complete and coarse.complete and len(coarse.final_states) > 1
+    assert page_fp.final_states == coarse.final_states and set(page_fp.kinds) == set(coarse.kinds)
+    assert page_fp.runs < coarse.runs
 
 
 @pytest.mark.slow_explore

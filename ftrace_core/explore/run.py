@@ -178,6 +178,9 @@ class Prepared:
                                     AUDIT: lambda: audit_view(system, audit),
                                     INT3: lambda: int3_state(system)}
             k.machine.hooks.reports = {"hooks": ((HOOKS,), (TRACE,)), "audit": ((AUDIT,), ())}
+            # The audit's block hook on every call site says when one runs (a site token).
+            k.machine.hooks.site_tag = "audit"
+            self.tracker.sites = audit.hooks
             k.machine.trap_reads = (INT3,)
 
     # -- inside the child ---------------------------------------------------------------------
