@@ -22,8 +22,20 @@ wakeup sequence may still ask, further on, for a CPU that cannot run where the s
 it; the runner then stops that run without an outcome (RunTrace.pruned) and nothing is lost:
 that order does not exist.
 
-Unbounded only: with a preemption bound, a class's runs may all lie beyond the bound but one
-the reduction skipped (the bounded search enumerates plainly).
+A CPU that cannot run (it waits for a lock another holds) makes some races impossible to
+reverse where they are: a lock released at i and taken at j.  Then, as Flanagan and Godefroid
+do for steps that are not co-enabled ("Dynamic partial-order reduction", POPL 2005), the
+reversal goes back to the latest earlier step that conflicts with j and beside which j's CPU
+could run (the lock's taking), and it does so for every race over a lock.
+
+Within a preemption bound (Coons, Musuvathi and McKinley, "Bounded partial-order reduction",
+OOPSLA 2013), a run equivalent to the one wanted may need more preemptions than it: so no
+sleep sets and no wakeup sequences, only a CPU to try first (source sets), and no other CPU
+stands for it; and each reversal is tried also from where the first step's CPU began its
+run of steps, where switching costs no preemption.  Runs that would go beyond the bound stop
+there (pruned).  This is checked against plain enumeration within the same bound on
+random programs with and without locks (tests/test_dpor.py) and on the race; it is not proved
+here, so a bounded search reduces only when asked (`explore -k N --reduction`).
 """
 
 from __future__ import annotations
@@ -78,6 +90,14 @@ def _weak_initials(seq: Sequence[Step], enabled: Sequence[int], next_steps: dict
             if fp is not None and not any(fp.conflicts(s) for s in seen):
                 out.add(cpu)
     return out
+
+
+def _on_a_lock(a: Footprint, b: Footprint) -> bool:
+    """Do the two steps conflict over a lock (a ("lock", name) token)?  Then the second may
+    wait for the first (a release, then the taking), where reversing their order means
+    going back to the first CPU's taking of the lock."""
+    shared = (a.writes & (b.reads | b.writes)) | (b.writes & a.reads)
+    return any(isinstance(t, tuple) and t and t[0] == "lock" for t in shared)
 
 
 def _without_first(seq: Sequence[Step], cpu: int) -> list[Step]:
@@ -135,14 +155,15 @@ def _split(pending: list[list[Step]], chosen: int) -> tuple[list[list[Step]], li
 class Dpor:
     """Iterate for the runs: runner(plan) -> RunTrace is called once per run."""
 
-    def __init__(self, runner: Runner, limit: int | None = None):
+    def __init__(self, runner: Runner, limit: int | None = None, max_preemptions: int | None = None):
         self.runner = runner
         self.limit = limit
+        self.bound = max_preemptions
         self.stats = DporStats()
         self.path: list[_Point] = []
 
     def __iter__(self) -> Iterator[RunTrace]:
-        plan = Plan((), (), True, 0)
+        plan = Plan((), (), self.bound is None, 0, self.bound)
         runs = 0
         while True:
             trace = self.runner(plan)
@@ -215,9 +236,56 @@ class Dpor:
                 v = [(path[k].node.chosen, path[k].node.footprint) for k in range(i + 1, j)
                      if not path[k].hb >> i & 1]
                 v.append((ej.node.chosen, ej.node.footprint))
-                self._insert(path[i], v)
+                if not self._insert(path[i], v) or _on_a_lock(ei.node.footprint, ej.node.footprint):
+                    self._reverse_earlier(i, j)
+                if self.bound is not None:
+                    self._insert_conservative(i, j)
 
-    def _insert(self, point: _Point, v: list[Step]) -> None:
+    def _insert_conservative(self, i: int, j: int) -> None:
+        """Bounded search (Coons, Musuvathi and McKinley, "Bounded partial-order reduction",
+        OOPSLA 2013): reversing the race where it is may cost a preemption the bound has
+        not left, where switching before the first CPU's run of steps began costs none.
+        So the reversal is also tried from there: from the point c where the CPU of step i
+        last began to run, the steps after c and before j that do not happen after c, then j."""
+        path = self.path
+        cpu = path[i].node.chosen
+        c = i
+        while c > 0 and path[c - 1].node.chosen == cpu:
+            c -= 1
+        if c == i:
+            return
+        v = [(path[k].node.chosen, path[k].node.footprint) for k in range(c + 1, j) if not path[k].hb >> c & 1]
+        v.append((path[j].node.chosen, path[j].node.footprint))
+        self._insert(path[c], v)
+
+    def _reverse_earlier(self, i: int, j: int) -> None:
+        """The race (i, j) cannot be reversed where it is: j's CPU cannot run there (a lock
+        released at i and taken at j).  As Flanagan and Godefroid do for a step that is not
+        enabled (POPL 2005), go back to the latest step before i that conflicts with j, can
+        run beside it (j's CPU could run there: the lock's earlier taking) and is not ordered
+        before j's CPU's previous step, and reverse the order of those two."""
+        path = self.path
+        ej = path[j]
+        cpu, fp = ej.node.chosen, ej.node.footprint
+        prev = next((k for k in range(j - 1, -1, -1) if path[k].node.chosen == cpu), None)
+        for k in range(i - 1, -1, -1):
+            pk = path[k]
+            if pk.node.chosen == cpu or not pk.node.footprint.conflicts(fp):
+                continue
+            if prev is not None and path[prev].hb >> k & 1:
+                return  # ordered before j's CPU got here: nothing earlier can be reversed
+            if cpu not in pk.node.enabled:
+                continue
+            v = [(path[m].node.chosen, path[m].node.footprint) for m in range(k + 1, j) if not path[m].hb >> k & 1]
+            if self.bound is not None:  # within a bound: each such taking, from where it is and from its run's start
+                self._insert(pk, v + [(cpu, fp)])
+                self._insert_conservative(k, j)
+            elif self._insert(pk, v + [(cpu, fp)]):
+                return
+
+    def _insert(self, point: _Point, v: list[Step]) -> bool:
+        """Add wakeup sequence v at point, unless it is covered there; False if it cannot
+        start there at all (no step of it can go first)."""
         if v[0][0] not in point.node.enabled:
             # Start v with a step that can be taken here and may go first; if none can, the
             # race cannot be reversed from here (the second step waits for the first: a lock
@@ -226,28 +294,54 @@ class Dpor:
                           and _initial(step, v[:k])), None)
             if first is None:
                 self.stats.irreversible += 1
-                return
+                return False
             v = [v[first]] + v[:first] + v[first + 1:]
         explored = set(point.sleep) | set(point.done)
+        if self.bound is not None:
+            # Within a bound, source sets only: a CPU to try first, not a sequence to follow
+            # (a sequence, or a sleep set, may force a preemption the bound has not left).
+            # Nor may another CPU stand for it, as a weak initial would in a search without
+            # a bound: the run it starts may need more preemptions for the same order.
+            explored |= {leaf[0][0] for leaf in point.pending}
+            cpu = v[-1][0] if v[-1][0] in point.node.enabled else v[0][0]
+            if cpu in explored:
+                self.stats.covered += 1
+            else:
+                point.pending.append([(cpu, v[-1][1] if cpu == v[-1][0] else v[0][1])])
+                self.stats.inserted += 1
+            return True
         if _weak_initials(v, point.node.enabled, {**point.sleep, **point.done}) & explored:
             self.stats.covered += 1
-            return
+            return True
         leaf = _place(point.pending, v) if point.pending else v
         if leaf is None:
             self.stats.covered += 1
-            return
+            return True
         point.pending.append(leaf)
         self.stats.inserted += 1
+        return True
+
+    def _within_bound(self, i: int, cpu: int) -> bool:
+        """Can cpu run at point i of the path without going beyond the bound?"""
+        if i == 0:
+            return True
+        prev = self.path[i - 1].node
+        preempts = cpu != prev.chosen and prev.chosen in self.path[i].node.enabled
+        return prev.preemptions + preempts <= self.bound
 
     # -- the next run ----------------------------------------------------------------------
     def _next(self) -> Plan | None:
         path = self.path
         for i in range(len(path) - 1, -1, -1):
             point = path[i]
+            if self.bound is not None:  # a first step beyond the bound is not run at all
+                point.pending = [leaf for leaf in point.pending if self._within_bound(i, leaf[0][0])]
             if point.pending:
                 leaf = point.pending[0]
                 sleep = {**point.sleep, **point.done}
                 del path[i + 1:]
                 prefix = tuple(p.node.chosen for p in path[:i]) + tuple(c for c, _ in leaf)
+                if self.bound is not None:  # no sleep sets within a bound (see _insert)
+                    return Plan(prefix, (), False, i, self.bound)
                 return Plan(prefix, tuple(sorted(sleep.items())), True, i)
         return None

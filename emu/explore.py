@@ -35,7 +35,7 @@ class Node:
     chosen: int
     footprint: Footprint  # of the step the chosen CPU ran from here
     sleep: tuple[tuple[int, Footprint], ...] = ()  # sleeping CPUs here, with their next steps
-    preemptions: int = 0  # before this choice
+    preemptions: int = 0  # in the run so far, this choice included
 
 
 @dataclass
@@ -57,6 +57,9 @@ class Plan:
     #: The index in prefix of the first choice no earlier run made: the last one, unless
     #: given (emu.dpor's prefixes go on past it).
     branch_point: int | None = None
+    #: Stop the run (pruned) rather than make a choice beyond this many preemptions
+    #: (emu.dpor's bounded search: its wakeup sequences and sleep sets may ask for one).
+    max_preemptions: int | None = None
 
     def __post_init__(self) -> None:
         if self.branch_point is None:
@@ -187,7 +190,9 @@ class Search:
         for alt in sorted(node.enabled):
             if alt in frame.done or alt in asleep:
                 continue
-            cost = node.preemptions + (1 if _preempts(prev, node, alt) else 0)
+            # node.preemptions counts the choice made here: the alternative's replaces it
+            cost = (node.preemptions - (1 if _preempts(prev, node, node.chosen) else 0)
+                    + (1 if _preempts(prev, node, alt) else 0))
             if self.max_preemptions is not None and cost > self.max_preemptions:
                 continue
             alts.append(alt)

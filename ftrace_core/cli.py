@@ -553,12 +553,12 @@ def explore(
     naive: bool = typer.Option(False, "--naive-patching", help=NAIVE_HELP),
     reduction: Optional[bool] = typer.Option(None, "--reduction/--no-reduction",
                                              help="Partial-order reduction (default: on without a "
-                                                  "preemption bound, off with one, where it could skip bounded "
-                                                  "schedules)."),
+                                                  "preemption bound; with one, off unless asked for: then bounded "
+                                                  "DPOR, checked against plain enumeration on small programs only)."),
     por: Optional[str] = typer.Option(None, "--por",
                                       help="How the reduction chooses: dpor (a branch only where a run shows a race, "
-                                           "one run per class of equivalent runs; the default in one unbounded "
-                                           "search) or sleep-sets (every CPU at every point, sleep sets cutting short "
+                                           "one run per class of equivalent runs; the default in one search, "
+                                           "bounded or not) or sleep-sets (every CPU at every point, sleep sets cutting short "
                                            "what is covered; what --jobs and --cluster split)."),
     footprints: str = typer.Option("page", "--footprints",
                                    help="What the reduction knows of a step that runs guest code: page (the pages it "
@@ -633,11 +633,17 @@ def explore(
     at_once = 1 if cluster is not None else min(jobs, len(variants))
     per_variant = jobs // at_once
     split = cluster is not None or per_variant > 1
-    if reduction and por == "dpor" and (split or max_preemptions is not None):
-        raise FtraceError("--por dpor explores in one unbounded search: with --jobs splitting a variant, --cluster "
-                          "or --max-preemptions, use --por sleep-sets")
     if por is None and reduction:
-        por = "sleep-sets" if split or max_preemptions is not None else "dpor"
+        por = "dpor" if max_preemptions is not None or not split else "sleep-sets"
+    if reduction and split and max_preemptions is not None:
+        raise FtraceError("a reduction within --max-preemptions (bounded dpor) explores in one search: "
+                          "without --jobs splitting a variant or --cluster, or with --no-reduction")
+    if reduction and por == "dpor" and split:
+        raise FtraceError("--por dpor explores in one search: with --jobs splitting a variant or --cluster, "
+                          "use --por sleep-sets")
+    if reduction and por == "sleep-sets" and max_preemptions is not None:
+        raise FtraceError("--por sleep-sets within --max-preemptions could skip the only bounded runs of a class: "
+                          "use --por dpor (in one search) or --no-reduction")
     on = None
     if cluster is not None:
         from .explore.cluster import Cluster

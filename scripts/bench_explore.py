@@ -29,7 +29,7 @@ With --json the last line holds verdict_s (the default, all variants, one proces
 verdict_s_old (as before issue #18, same work, same run), verdict_ratio, runs_per_s and
 schedules_per_s_covered (the default, over the verdict), per-variant figures,
 verdict_jobs2_s (what --jobs 2 takes) and verdict_jobs2_split_s, cluster_overhead_s and
-"cluster", record_k2_verdict_s (null until built: see "notes"), and the older figures
+"cluster", record_k2_verdict_s and "record_k2" (per variant), and the older figures
 schedules_per_s (plain, bound 2, one process), schedules_per_s_jobs,
 schedules_per_s_reduced (the default runner, unbounded), jobs and restore_us.
 """
@@ -104,6 +104,17 @@ def verdict_with_two(variants: list[str], limit: int | None, split: bool) -> tup
     return time.perf_counter() - start, reports
 
 
+def record_verdict(variants: list[str], limit: int | None) -> tuple[float, dict]:
+    """Wall time of the race's verdict at record granularity (a point at each call-site
+    write) within two preemptions, on every variant, two side by side: bounded DPOR (what
+    `explore -g record -k 2 --reduction` does), with the site footprints."""
+    race = load_scenario("race")
+    start = time.perf_counter()
+    reports = map_forked(lambda v: explore_variant(race, v, granularity="record", max_preemptions=2, reduce=True,
+                                                   limit=limit), variants, 2)
+    return time.perf_counter() - start, dict(zip(variants, reports))
+
+
 def cluster_overhead(variant: str, limit: int | None) -> dict:
     """Legacy's verdict in one process, with --jobs 2, and on a local Ray cluster, back to back."""
     from ftrace_core.explore.cluster import Cluster
@@ -131,6 +142,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="stop each exploration after N runs (a quick check of the script)")
     parser.add_argument("--no-cluster", action="store_true", help="leave out the Ray cluster (its start takes seconds)")
+    parser.add_argument("--no-record", action="store_true",
+                        help="leave out the record-granularity verdict (minutes)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     variants = args.variants.split(",")
@@ -175,10 +188,21 @@ def main() -> int:
     print(f"  side by side {jobs2_s:7.2f} s   split {split_s:7.2f} s   one process {verdict:7.2f} s   "
           f"same runs {'yes' if jobs2_same else 'NO'}", flush=True)
 
-    notes = {"record_k2_verdict_s": "not reached: with a preemption bound explore enumerates plainly (neither "
-                                    "reduction is sound under a bound), and at record granularity a run has ~520 "
-                                    "scheduling points and costs ~140 ms; 431 runs in 60 s on legacy, of tens of "
-                                    "thousands (issue #18, item 4; BENCHMARKS.md)"}
+    notes = {}
+    record_s, record = None, {}
+    if args.no_record:
+        notes["record_k2_verdict_s"] = "left out (--no-record)"
+    else:
+        record_s, reports = record_verdict(variants, args.limit)
+        notes["record_k2_verdict_s"] = ("wall time, two processes, of the race at record granularity within two "
+                                        "preemptions on every variant: bounded DPOR with site footprints")
+        print("\nthe race at record granularity within two preemptions (bounded DPOR, two variants side by side)")
+        for v, r in reports.items():
+            record[v] = {"runs": r.runs + r.pruned, "pruned": r.pruned, "failing": len(r.failing_schedules),
+                         "final_states": len(r.final_states), "seconds": round(r.seconds, 2), "complete": r.complete}
+            print(f"  {v:<9} {r.runs + r.pruned:>6} runs {r.pruned:>5} stopped at the bound "
+                  f"{len(r.failing_schedules):>4} failing {len(r.final_states):>5} final states {r.seconds:>8.2f} s")
+        print(f"  all: {record_s:.2f} s", flush=True)
     cluster = None
     if args.no_cluster:
         notes["cluster_overhead_s"] = "left out (--no-cluster)"
@@ -217,7 +241,7 @@ def main() -> int:
             "schedules_per_s_covered": round(schedules / verdict, 1), "variants": per_variant,
             "verdict_jobs2_s": round(jobs2_s, 2), "verdict_jobs2_split_s": round(split_s, 2),
             "verdict_jobs2_identical": jobs2_same,
-            "record_k2_verdict_s": None, "cluster_overhead_s": cluster and cluster["overhead_s"],
+            "record_k2_verdict_s": record_s and round(record_s, 2), "record_k2": record, "cluster_overhead_s": cluster and cluster["overhead_s"],
             "cluster": cluster, "notes": notes,
             "schedules_per_s": round(plain.runs / plain.seconds, 1),
             "schedules_per_s_jobs": round(parallel.runs / parallel.seconds, 1),

@@ -50,6 +50,22 @@ def test_bounded_exploration_finds_the_race_on_old_kernels_only(bounded):
     assert bounded["fixed"].failing_schedules == []
 
 
+def test_bounded_dpor_gives_plain_enumerations_verdict_within_the_bound(bounded):
+    """emu.dpor within a preemption bound (a CPU tried where a race is and where its CPU's
+    run of steps began, no sleep sets) against plain enumeration within the same bound:
+    the same final states and failures, on the kernel the race breaks and the one it does
+    not, in fewer runs."""
+    reduced = dict(zip(("legacy", "fixed"), map_forked(
+        lambda v: explore_variant(RACE, v, max_preemptions=2, reduce=True), ["legacy", "fixed"], 2)))
+    for variant, r in reduced.items():
+        plain = bounded[variant]
+        assert r.complete and r.por == "dpor" and r.preemption_bound == 2
+        assert r.final_states == plain.final_states and set(r.kinds) == set(plain.kinds), variant
+        assert r.runs < plain.runs
+        assert all(r.failing_preemptions[s] <= 2 for s in r.failing_schedules)
+    assert reduced["legacy"].failing_schedules and not reduced["fixed"].failing_schedules
+
+
 def test_failing_schedules_replay_the_same_way_elsewhere(bounded):
     legacy, seed = bounded["legacy"], bounded["seed"]
     assert sorted(legacy.failing_schedules) == sorted(seed.failing_schedules)  # "same behaviour as previously"
@@ -270,7 +286,8 @@ def test_explore_json_from_the_cli(capsys):
     (["explore", "--por", "magic"], "unknown --por 'magic': expected one of dpor, sleep-sets"),
     (["explore", "--footprints", "fine"], "unknown --footprints 'fine': expected one of page, coarse"),
     (["explore", "--por", "dpor", "--variant", "seed", "--jobs", "2"], "use --por sleep-sets"),
-    (["explore", "--por", "dpor", "--reduction", "-k", "1"], "use --por sleep-sets"),
+    (["explore", "--por", "sleep-sets", "--reduction", "-k", "1"], "use --por dpor (in one search) or --no-reduction"),
+    (["explore", "--variant", "seed", "--jobs", "2", "--reduction", "-k", "1"], "bounded dpor) explores in one search"),
 ])
 def test_explore_bad_input_exits_2(capsys, args, message):
     assert main(args) == 2

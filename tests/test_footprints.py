@@ -154,6 +154,15 @@ def test_site_footprints_find_the_final_states_coarse_ones_find_at_record_granul
     assert page_fp.runs < coarse.runs
 
 
+@pytest.mark.parametrize("bound", [1, 2])
+def test_bounded_dpor_with_site_footprints_gives_plain_enumerations_verdict_at_record_granularity(bound):
+    plain = explore_variant(SITES, "legacy", max_preemptions=bound, reduce=False, granularity="record")
+    reduced = explore_variant(SITES, "legacy", max_preemptions=bound, reduce=True, granularity="record")
+    assert plain.complete and reduced.complete and len(plain.final_states) > 1
+    assert reduced.final_states == plain.final_states and set(reduced.kinds) == set(plain.kinds)
+    assert reduced.runs < plain.runs
+
+
 @pytest.mark.slow_explore
 def test_every_scenario_and_variant_gives_the_same_verdict_under_both_relations():
     """Item 1's oracle (issue #18): every built-in scenario on every variant, unbounded: the

@@ -317,6 +317,9 @@ class ScheduleRun:
         pre = nodes[-1].preemptions if nodes else 0
         if i and nodes[-1].chosen != choice and nodes[-1].chosen in enabled:
             pre += 1  # the CPU that ran last could have gone on
+            if plan is not None and plan.max_preemptions is not None and pre > plan.max_preemptions:
+                self.pruned = self.over = True  # beyond the bound: no run of the search's
+                return False
         tracker = self.prepared.tracker
         tracker.begin()
         machine = self.prepared.system.kernel.machine

@@ -33,10 +33,12 @@ __all__ = ["GRANULARITIES", "REDUCTIONS", "RUNNERS", "Outcome", "Prepared", "Sch
 
 RUNNERS = ("prefix", "fork-from-boot")
 #: How the reduction chooses what to run: dpor (emu.dpor: only where a run shows a race,
-#: one run per class of equivalent runs, none cut short) or sleep-sets (emu.explore: every
-#: CPU at every point, sleep sets cutting short what is covered).  A split search (jobs,
-#: a cluster) and a preemption bound take sleep sets: a DPOR search's branches depend on
-#: each other, and a bound could leave a class with its only runs beyond it.
+#: one run per class of equivalent runs, none cut short; within a preemption bound, the
+#: bounded variant: a CPU to try where a race is and where its CPU's run of steps began) or
+#: sleep-sets (emu.explore: every CPU at every point, sleep sets cutting short what is
+#: covered).  A split search (jobs, a cluster) takes sleep sets: a DPOR search's branches
+#: depend on each other.  Sleep sets within a bound may skip a class's only bounded runs
+#: (the CLI refuses them; tests of the split search's mechanics use them).
 REDUCTIONS = ("dpor", "sleep-sets")
 
 
@@ -139,20 +141,19 @@ def explore_variant(scenario: Scenario, variant: str, *, max_preemptions: int | 
     (.cluster), its Ray actors do, each booting the variant itself.  Either way the report
     is the one a single search gives (only the times and the runner's counts differ).
 
-    por: how the reduction chooses (REDUCTIONS); by default dpor in one unbounded search,
-    else sleep-sets.  footprints: "page" or "coarse" (ftrace_core.explore.footprints).
+    por: how the reduction chooses (REDUCTIONS); by default dpor in one search, sleep-sets
+    in a split one.  footprints: "page" or "coarse" (ftrace_core.explore.footprints).
     cache_verdicts: check the invariants once per distinct final state (and what they read
     besides, invariants.verdict_key)."""
     if runner not in RUNNERS:
         raise ValueError(f"unknown runner {runner!r}: expected one of {', '.join(RUNNERS)}")
     split = cluster is not None or jobs > 1
     if por is None:
-        por = "sleep-sets" if split or max_preemptions is not None else "dpor"
+        por = "sleep-sets" if split else "dpor"
     if por not in REDUCTIONS:
         raise ValueError(f"unknown reduction {por!r}: expected one of {', '.join(REDUCTIONS)}")
-    if reduce and por == "dpor" and (split or max_preemptions is not None):
-        raise ValueError("dpor explores in one unbounded search: with jobs, a cluster or a preemption bound, "
-                         "use sleep-sets")
+    if reduce and por == "dpor" and split:
+        raise ValueError("dpor explores in one search: with jobs or a cluster splitting a variant, use sleep-sets")
     report = VariantReport(variant, preemption_bound=max_preemptions, reduction=reduce, granularity=granularity,
                            runner=runner, por=por, footprints=footprints)
     settings = {"patching": patching, "footprints": footprints, "cache_verdicts": cache_verdicts}
@@ -172,7 +173,7 @@ def explore_variant(scenario: Scenario, variant: str, *, max_preemptions: int | 
         prepared = Prepared(scenario, variant, granularity, quantum, **settings)
         one, close = make_runner(prepared, runner, threshold_s)
         if reduce and por == "dpor":
-            traces = Dpor(one, limit)
+            traces = Dpor(one, limit, max_preemptions)
         else:
             traces = explore(one, max_preemptions, reduce, limit)
         stats = lambda: [getattr(one, "stats", None)]  # noqa: E731
