@@ -14,13 +14,15 @@ race cannot be reversed: the second step waits for the first, as a lock's taker 
 release).  Wakeup sequences are kept per point in a tree (here: its leaves, each a sequence
 of steps with their footprints), so one is added only if no explored or pending sequence
 already starts the same way up to the order of independent steps; with sleep sets on top, every complete run is of a different class of equivalent
-runs, and none is cut short (Abdulla et al., theorem 7.5), as far as the footprints are exact.
+runs, and none is cut short (Abdulla et al., theorem 7.5), as far as the footprints are exact
+and no CPU has to wait for another (with locks, below, some runs may be cut short).
 
 Steps are named by their CPU: from a given point, a CPU's next step is determined, and a
 step moved past independent ones does the same thing (that is what independent means).  A
 wakeup sequence may still ask, further on, for a CPU that cannot run where the sequence puts
 it; the runner then stops that run without an outcome (RunTrace.pruned) and nothing is lost:
-that order does not exist.
+that order does not exist (a lock's other orders come from going back to where it was taken,
+below).
 
 A CPU that cannot run (it waits for a lock another holds) makes some races impossible to
 reverse where they are: a lock released at i and taken at j.  Then, as Flanagan and Godefroid
@@ -259,9 +261,9 @@ class Dpor:
         self._insert(path[c], v)
 
     def _reverse_earlier(self, i: int, j: int) -> None:
-        """The race (i, j) cannot be reversed where it is: j's CPU cannot run there (a lock
-        released at i and taken at j).  As Flanagan and Godefroid do for a step that is not
-        enabled (POPL 2005), go back to the latest step before i that conflicts with j, can
+        """The race (i, j) cannot be reversed where it is (j's CPU cannot run there), or is
+        over a lock (released at i, taken at j: a wakeup sequence from i would find the lock
+        held).  As Flanagan and Godefroid do for steps that are not co-enabled (POPL 2005), go back to the latest step before i that conflicts with j, can
         run beside it (j's CPU could run there: the lock's earlier taking) and is not ordered
         before j's CPU's previous step, and reverse the order of those two."""
         path = self.path
