@@ -66,7 +66,7 @@ class Tracker:
     #: compares each value with the one it saw last and counts a change as a write.
     watched: dict = field(default_factory=dict)
     #: The call sites whose running is reported (run_site()): ip -> anything.  A text write
-    #: within one of them is a site write (text_write()); any other writes the page's code.
+    #: within one of them is a site write (text_writes()); any other writes the page's code.
     sites: dict | set = field(default_factory=dict)
     _seen: dict = field(default_factory=dict, repr=False)
     #: Pages whose stores are site writes only, while the text-write routine runs.
