@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from .explore import Node, Plan, RunTrace, Runner
+from .explore import Node, Plan, RunTrace, Runner, _preempts
 from .footprint import Footprint
 
 
@@ -309,7 +309,7 @@ class Dpor:
             if cpu in explored:
                 self.stats.covered += 1
             else:
-                point.pending.append([(cpu, v[-1][1] if cpu == v[-1][0] else v[0][1])])
+                point.pending.append([next(step for step in v if step[0] == cpu)])  # its first step in v
                 self.stats.inserted += 1
             return True
         if _weak_initials(v, point.node.enabled, {**point.sleep, **point.done}) & explored:
@@ -328,8 +328,7 @@ class Dpor:
         if i == 0:
             return True
         prev = self.path[i - 1].node
-        preempts = cpu != prev.chosen and prev.chosen in self.path[i].node.enabled
-        return prev.preemptions + preempts <= self.bound
+        return prev.preemptions + _preempts(prev.chosen, self.path[i].node, cpu) <= self.bound
 
     # -- the next run ----------------------------------------------------------------------
     def _next(self) -> Plan | None:
