@@ -19,8 +19,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
-from unicorn import unicorn_const as uc_const
-from unicorn.unicorn_py3 import unicorn as binding  # uc_hook_add with a C callback
+from unicorn.unicorn_py3 import unicorn as binding  # uc_emu_stop, for the C hook to call
 
 from . import native
 
@@ -76,18 +75,8 @@ class InstructionClock:
             raise MemoryError("no memory for the instruction counter")
         self._state = ctypes.c_void_p(state)
         weakref.finalize(self, lib.icount_free, self._state)
-        self._hook = self._add_block_hook(ctypes.cast(lib.icount_block, ctypes.c_void_p))
-
-    def _add_block_hook(self, callback: ctypes.c_void_p) -> int:
-        """uc_hook_add with a C callback: the Python binding only takes Python callables, so
-        call the library as the binding itself does."""
-        uc = self._machine.uc
-        handle = binding.uc_hook_h()
-        status = binding.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), uc_const.UC_HOOK_BLOCK, callback,
-                                           self._state, ctypes.c_uint64(1), ctypes.c_uint64(0))
-        if status != uc_const.UC_ERR_OK:
-            raise RuntimeError(f"uc_hook_add for the instruction counter failed ({status})")
-        return handle.value
+        self._hook = native.add_block_hook(machine.uc, ctypes.cast(lib.icount_block, ctypes.c_void_p), self._state,
+                                           "the instruction counter")
 
     def _decode(self, addr: int, size: int) -> int:
         """Instructions in [addr, addr+size): called from C the first time a block is seen.

@@ -18,6 +18,9 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from unicorn import unicorn_const as uc_const
+from unicorn.unicorn_py3 import unicorn as binding  # uc_hook_add with a C callback
+
 from ..errors import EmuError
 
 HERE = Path(__file__).resolve().parent
@@ -64,3 +67,15 @@ def build(source: Path) -> Path:
 def load(name: str) -> ctypes.CDLL:
     """Build emu/native/NAME.c if needed and load it."""
     return ctypes.CDLL(str(build(HERE / f"{name}.c")))
+
+
+def add_block_hook(uc, callback: ctypes.c_void_p, user_data: ctypes.c_void_p, what: str) -> int:
+    """uc_hook_add of a UC_HOOK_BLOCK over every address with a C callback (the Python
+    binding only takes Python callables, so call the library as the binding itself does);
+    returns the hook's handle.  what names the hook in the error if Unicorn refuses it."""
+    handle = binding.uc_hook_h()
+    status = binding.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), uc_const.UC_HOOK_BLOCK, callback,
+                                       user_data, ctypes.c_uint64(1), ctypes.c_uint64(0))
+    if status != uc_const.UC_ERR_OK:
+        raise RuntimeError(f"uc_hook_add for {what} failed ({status})")
+    return handle.value
