@@ -63,6 +63,7 @@ class _Point:
     #: the footprints the run that asked for it saw: what later insertions compare against).
     pending: list[list[Step]] = field(default_factory=list)
     hb: int = 0  # bit i set: step i of the path happens before this one (this one included)
+    after: list[int] = field(default_factory=list)  # its direct predecessors (Dpor._happens_before)
 
 
 @dataclass
@@ -206,29 +207,39 @@ class Dpor:
         self._races(b)
 
     def _happens_before(self, start: int) -> None:
+        """Each point's hb bits from `start` on, and its direct predecessors (`after`): the
+        steps found before it, latest first, that were not already ordered before it by a
+        later one.  Only bits not yet set are visited (mostly the other CPUs' steps)."""
         path = self.path
         for j in range(start, len(path)):
             pj = path[j].node
             hb = 1 << j
-            for i in range(j - 1, -1, -1):
-                if hb >> i & 1:
-                    continue
+            after = []
+            open_ = (1 << j) - 1  # the earlier steps not yet known to happen before j
+            while open_:
+                i = open_.bit_length() - 1
                 pi = path[i].node
                 if pi.chosen == pj.chosen or pi.footprint.conflicts(pj.footprint):
+                    after.append(i)
                     hb |= path[i].hb
+                    open_ &= ~hb
+                open_ &= ~(1 << i)
             path[j].hb = hb
+            path[j].after = after
 
     def _races(self, start: int) -> None:
+        """The races whose second step is at or after start.  A race (i, j): i happens
+        right before j, and their CPUs differ.  The steps right before j are among its
+        direct predecessors (those that no step ordered before j orders before it): every
+        other step before j happens before one of those."""
         path = self.path
         for j in range(max(start, 1), len(path)):
             ej = path[j]
-            before = ej.hb & ~(1 << j)
             through = 0  # steps ordered before j through another step: not in a race with j
-            for k in range(j):
-                if before >> k & 1:
-                    through |= path[k].hb & ~(1 << k)
-            for i in range(j):
-                if not (before >> i & 1) or through >> i & 1:
+            for k in ej.after:
+                through |= path[k].hb & ~(1 << k)
+            for i in sorted(ej.after):
+                if through >> i & 1:
                     continue
                 ei = path[i]
                 if ei.node.chosen == ej.node.chosen:
