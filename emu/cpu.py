@@ -103,6 +103,10 @@ class Cpu:
         self.resume_rip: int | None = None
         self._ctx: UcContext | None = None
         self._depth = 0
+        # What a call sets: the stack pointer and the arguments, and for an outermost call
+        # the per-CPU base too (emu.machine.Registers: one call into Unicorn each).
+        self._write_nested = machine.regs.writer((UC_X86_REG_RSP, *ARG_REGS))
+        self._write_outer = machine.regs.writer((UC_X86_REG_RSP, *ARG_REGS, UC_X86_REG_GS_BASE))
         self._publish_percpu()
 
     # -- per-CPU state visible to the guest ------------------------------------------------
@@ -148,19 +152,19 @@ class Cpu:
         notifiers (machine.die_notifiers) are not called."""
         if len(args) > len(ARG_REGS):
             raise ValueError(f"at most {len(ARG_REGS)} integer arguments")
-        uc = self.machine.uc
+        uc, regs = self.machine.uc, self.machine.regs
         outer = self._ctx
+        values = [arg & MASK64 for arg in args] + [0] * (len(ARG_REGS) - len(args))  # none left over
         if outer is not None:
             uc.context_restore(outer)
-            rsp = (uc.reg_read(UC_X86_REG_RSP) - 512) & ~0xF
+            rsp = ((regs.read(UC_X86_REG_RSP) - 512) & ~0xF) - 8
+            write = self._write_nested
         else:
-            uc.reg_write(UC_X86_REG_GS_BASE, self.percpu)
-            rsp = self.stack_top - 64
-        rsp -= 8
+            rsp = self.stack_top - 64 - 8
+            values.append(self.percpu)
+            write = self._write_outer
         self.machine.write(rsp, self.trap.to_bytes(8, "little"))
-        uc.reg_write(UC_X86_REG_RSP, rsp)
-        for i, reg in enumerate(ARG_REGS):  # arguments not given are 0, never leftovers
-            uc.reg_write(reg, args[i] & MASK64 if i < len(args) else 0)
+        write([rsp] + values)
         ctx = uc.context_save()
         rip = addr
         if self.machine.tracker is not None:
@@ -189,7 +193,7 @@ class Cpu:
                 except UcError as exc:
                     error = exc
                 finally:
-                    clock.stop(uc.reg_read(UC_X86_REG_RIP))
+                    clock.stop(regs.read(UC_X86_REG_RIP))
                     self.machine.running_cpu = previous
                     if previous is not None:  # a nested call's CPU goes on counting
                         clock.start(ctypes.addressof(previous._clock))
@@ -199,14 +203,14 @@ class Cpu:
                 pending = self.machine.hooks.take_pending()
                 if pending is not None:
                     raise pending
-                rip = uc.reg_read(UC_X86_REG_RIP)
+                rip = regs.read(UC_X86_REG_RIP)
                 if error is not None or self.machine.last_interrupt is not None:
                     self._set_lock_depth(lock_depth)  # the oops ends this call's sections
                     raise self._fault(error, rip, oops=not fixup)
                 ctx = uc.context_save()
                 self._ctx = ctx
                 if rip == self.trap:
-                    rax = uc.reg_read(UC_X86_REG_RAX)
+                    rax = regs.read(UC_X86_REG_RAX)
                     return rax - (1 << 64) if rax >> 63 else rax
                 if budget is not None and spent >= budget:
                     self._set_lock_depth(lock_depth)
