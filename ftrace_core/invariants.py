@@ -93,7 +93,8 @@ class CallAudit:
         # Every entry is followed, counted or not: a call entered while an update was under
         # way may be recorded after it ends, and is then neither lost nor traced twice.
         counting = self._counting(address)
-        parent = int.from_bytes(uc.mem_read(uc.reg_read(UC_X86_REG_RSP), 8), "little")
+        rsp = self.system.kernel.machine.regs.read(UC_X86_REG_RSP)
+        parent = int.from_bytes(uc.mem_read(rsp, 8), "little")
         self.expected[cpu.index] = (address, parent, self.system.ftrace.generation, counting)
         if counting:
             self.counted += 1

@@ -278,7 +278,8 @@ class FunctionTracer:
             return
         self._busy[cpu.index] = True  # trace recursion protection, per CPU
         try:
-            ip, parent = uc.reg_read(UC_X86_REG_RDI), uc.reg_read(UC_X86_REG_RSI)
+            regs = self.kernel.machine.regs
+            ip, parent = regs.read(UC_X86_REG_RDI), regs.read(UC_X86_REG_RSI)
             if address == self.list_func:
                 for ops in list(self.ftrace.ops_list):
                     if ops.enabled and hash_contains_ip(ip, ops.filter_hash, ops.notrace_hash) and ops.handler:
