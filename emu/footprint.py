@@ -21,6 +21,12 @@ Guest code is followed in one of two ways:
           reports the tokens it reads and writes (Tracker.hook), and the host state behind
           those tokens is watched: a step after which a watched value differs writes its
           token, whatever code changed it.  So no host code needs to say what it changes.
+
+A page's protection is a token per kind of access, ("prot", kind, p) for kind r, w or x: each
+access reads the one that decides whether it faults (a store reads w, running code x), and
+a protection change writes the kinds it changes and reads the others (setting a kind to the
+value it has is no change, as a compare-and-swap that fails is a read).  So making kernel
+text writable for ftrace's update commutes with running that text, not with a store to it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 PAGE_SHIFT = 12
+#: The kinds of access a page's protection allows, by their bits (Unicorn's UC_PROT_*).
+PROT_KINDS = (("r", 1), ("w", 2), ("x", 4))
 #: A call site: `call __fentry__` or the nop in its place.
 SITE_SIZE = 5
 
@@ -143,15 +151,23 @@ class Tracker:
     def touch_page(self, page: int, write: bool) -> None:
         """A data access to a page: a store also changes the code on it."""
         if not write:
-            self.reads.add(("mem", page))
+            self.reads.update((("mem", page), ("prot", "r", page)))
             return
+        self.reads.add(("prot", "w", page))
         self.writes.add(("mem", page))
         if page not in self._site_pages:
             self.writes.add(("code", page))
 
     def fetch_page(self, page: int) -> None:
         """Guest code is run from the page."""
-        self.reads.add(("code", page))
+        self.reads.update((("code", page), ("prot", "x", page)))
+
+    def protection(self, start: int, end: int, old: int, new: int) -> None:
+        """The protection of the pages of [start, end) changes from old to new (bits of
+        PROT_KINDS): each kind whose bit changes is written, the others read."""
+        for page in range(start >> PAGE_SHIFT, ((end - 1) >> PAGE_SHIFT) + 1):
+            for kind, bit in PROT_KINDS:
+                (self.writes if (old ^ new) & bit else self.reads).add(("prot", kind, page))
 
     def take(self) -> Footprint:
         """The footprint so far, and start afresh."""

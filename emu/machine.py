@@ -232,10 +232,11 @@ class Machine:
     def protect(self, start: int, size: int, perms: Perm, why: str = "") -> None:
         """The one place page protections change (and the event observers see)."""
         start_al, end_al = page_align_down(start), page_align_up(start + size)
+        before = list(self.iter_ranges(start_al, end_al - start_al)) if self.tracker is not None else ()
         self.uc.mem_protect(start_al, end_al - start_al, int(perms))
         self._reload_regions()
-        if self.tracker is not None:
-            self.tracker.touch_pages(start_al, end_al)
+        for lo, hi, old in before:
+            self.tracker.protection(lo, hi, int(old), int(perms))
         for listener in list(self.protect_listeners):
             listener(start_al, end_al, perms, why)
 
@@ -312,6 +313,8 @@ class Machine:
         """
         if not data:
             return
+        if self.tracker is not None:  # first: a refused write depended on the protection too
+            self.tracker.touch_pages(addr, addr + len(data))
         i = self._region_index(addr)
         inside = i >= 0 and addr + len(data) <= self._regions[i][1]
         if not (inside and int(self._regions[i][2]) & _W):  # else: the common case, all writable
@@ -324,8 +327,6 @@ class Machine:
             if covered != len(data):
                 raise MemoryAccessError(f"cannot write {len(data)} bytes at {addr:#x}: not mapped")
         self.uc.mem_write(addr, bytes(data))
-        if self.tracker is not None:
-            self.tracker.touch_pages(addr, addr + len(data))
 
     def _on_interrupt(self, uc: Uc, intno: int, data: object) -> None:
         # There is no IDT: an exception a handler does not resolve ends the run as an oops.

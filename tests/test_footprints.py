@@ -122,6 +122,43 @@ def _site_run():
     return prepared.system.kernel, run.nodes
 
 
+def _prot(kind: str, addr: int) -> tuple:
+    return ("prot", kind, addr >> 12)
+
+
+def test_a_protection_change_conflicts_with_the_accesses_it_decides_only(kernel):
+    """A page's protection is a token per kind of access (emu.footprint): making kernel text
+    writable (set_kernel_text_rw(), ftrace_arch_code_modify_prepare(), v4.5) decides whether
+    a store to it faults, not whether code runs from it: so it commutes with running that
+    code, and not with a store.  Setting a kind to the value it has changes nothing: that
+    is a read of it, as a compare-and-swap that fails is a read; it still conflicts with a
+    change of the same kind."""
+    from emu.machine import Perm
+    text = kernel.symbol("memcpy")
+    tracker = Tracker(precise=True)
+    machine = kernel.machine
+    machine.tracker = tracker
+    try:
+        tracker.take()
+        machine.protect(text, 1, Perm.RWX, "rw")  # RX -> RWX: W changes
+        rw = tracker.take()
+        assert _prot("w", text) in rw.writes and _prot("x", text) in rw.reads and _prot("x", text) not in rw.writes
+        assert ("code", text >> 12) not in rw.writes and page(text) not in rw.writes
+        run = _step(kernel, tracker, "memcpy", kernel.symbol("log_dropped"), kernel.symbol("linux_banner"), 8)
+        assert _prot("x", text) in run.reads and not run.conflicts(rw)
+        store = _step(kernel, tracker, "memset", text + 0x20, 0x90, 1)  # now allowed: RWX
+        assert _prot("w", text) in store.reads and store.conflicts(rw)
+        machine.protect(text, 1, Perm.RWX, "again")  # nothing changes: a read of each kind
+        again = tracker.take()
+        assert not again.writes and again.conflicts(rw) and not again.conflicts(run)
+        machine.protect(text, 1, Perm.RX, "ro")
+        ro = tracker.take()
+        assert ro.conflicts(again) and ro.conflicts(store) and not ro.conflicts(run)
+    finally:
+        machine.tracker = None
+        machine.protect(text, 1, Perm.RX, "ro")
+
+
 def _sites(tokens) -> set[int]:
     return {t[1] for t in tokens if t[0] == "site"}
 
