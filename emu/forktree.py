@@ -37,6 +37,7 @@ before the search does.
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
@@ -236,6 +237,10 @@ class ForkTree:
     # -- in the forked processes --------------------------------------------------------------
     def _work(self, conn: socket.socket, make: Callable[[], Resumable]) -> None:
         """Drive a run to its end, leaving checkpoints behind; report on conn; exit."""
+        # What this process inherited is never garbage here: out of the collector's sight,
+        # a full collection does not walk (and copy on write) every object of the booted
+        # system, ~25 ms in a run of 500 steps.  (Moving the lists is all gc.freeze() does.)
+        gc.freeze()
         try:
             try:
                 run = make()

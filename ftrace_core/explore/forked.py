@@ -10,6 +10,7 @@ output) runs twice.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import select
@@ -180,6 +181,7 @@ def spawn(work: Callable[[], object]) -> tuple[int, int]:
 
 def _finish(fd: int, work: Callable[[], object]) -> None:
     """In a child: run work(), write what it gives (or the error it raised) on fd, exit."""
+    gc.freeze()  # the inherited heap is no garbage here (emu.forktree: ForkTree._work)
     try:
         try:
             result = work()
