@@ -79,6 +79,11 @@ class Tracker:
     _seen: dict = field(default_factory=dict, repr=False)
     #: Pages whose stores are site writes only, while the text-write routine runs.
     _site_pages: frozenset = field(default_factory=frozenset, repr=False)
+    #: One object for each token and each footprint seen: a run's path, pickled back to
+    #: the explorer, then holds each once (a run at record granularity has ~500 steps of
+    #: ~25 tokens each, but ~260 distinct tokens and ~350 distinct footprints).
+    _tokens: dict = field(default_factory=dict, repr=False)
+    _footprints: dict = field(default_factory=dict, repr=False)
 
     def guest(self, addr: int) -> None:
         """Guest code at addr is about to run on some CPU."""
@@ -176,6 +181,8 @@ class Tracker:
             if self._seen.get(token, value) != value:
                 self.writes.add(token)
             self._seen[token] = value
-        fp = Footprint(frozenset(self.reads), frozenset(self.writes), self.everything)
+        tokens = self._tokens
+        fp = Footprint(frozenset(tokens.setdefault(t, t) for t in self.reads),
+                       frozenset(tokens.setdefault(t, t) for t in self.writes), self.everything)
         self.reads, self.writes, self.everything = set(), set(), False
-        return fp
+        return self._footprints.setdefault(fp, fp)
