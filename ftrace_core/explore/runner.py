@@ -28,7 +28,7 @@ from .run import GRANULARITIES, Outcome, Prepared, ScheduleRun, broken_trace, ou
 if TYPE_CHECKING:
     from .cluster import Cluster
 
-__all__ = ["GRANULARITIES", "REDUCTIONS", "RUNNERS", "Outcome", "Prepared", "ScheduleRun", "VariantReport", "cross_replay",
+__all__ = ["GRANULARITIES", "REDUCTIONS", "RUNNERS", "THRESHOLDS_S", "Outcome", "Prepared", "ScheduleRun", "VariantReport", "cross_replay",
            "explore_random", "explore_variant", "make_runner", "map_forked", "outcome_of", "state_digest"]
 
 RUNNERS = ("prefix", "fork-from-boot")
@@ -40,6 +40,11 @@ RUNNERS = ("prefix", "fork-from-boot")
 #: depend on each other.  Sleep sets within a bound may skip a class's only bounded runs
 #: (the CLI refuses them; tests of the split search's mechanics use them).
 REDUCTIONS = ("dpor", "sleep-sets")
+#: CPU time of steps between checkpoints (emu.forktree), by granularity.  A checkpoint's
+#: fork, and the copy-on-write faults after it, cost more the more a run holds: at record
+#: granularity (~500 steps a run) a sweep on the race found 20 ms best (6 ms: 7-15% slower,
+#: 3 ms: 60%), at coarse 6 ms (12-20 ms: ~20% slower).
+THRESHOLDS_S = {"coarse": DEFAULT_THRESHOLD_S, "record": 0.02, "fine": 0.02}
 
 
 @dataclass
@@ -128,18 +133,19 @@ def explore_variant(scenario: Scenario, variant: str, *, max_preemptions: int | 
                     granularity: str = "coarse", quantum: int = 1000, jobs: int = 1, limit: int | None = None,
                     progress: Callable[[VariantReport], None] | None = None,
                     patching: str = "breakpoints", runner: str = "prefix",
-                    threshold_s: float = DEFAULT_THRESHOLD_S, cluster: "Cluster | None" = None,
+                    threshold_s: float | None = None, cluster: "Cluster | None" = None,
                     por: str | None = None, footprints: str = "page", cache_verdicts: bool = True) -> VariantReport:
     """Enumerate the scenario's schedules on one variant (all of them, or within a
     preemption bound), checking the invariants after each.
 
     runner: "prefix" resumes each schedule from the deepest paused fork on its prefix
     (emu.forktree: a checkpoint after threshold_s of CPU time of steps, where another CPU
-    could be chosen); "fork-from-boot" runs each in a fork of the booted state.  Both give
-    the same runs, in the same order.  With jobs > 1, that many worker processes forked
-    from the booted state split the search, each with a runner of its own; with a cluster
-    (.cluster), its Ray actors do, each booting the variant itself.  Either way the report
-    is the one a single search gives (only the times and the runner's counts differ).
+    could be chosen; by default THRESHOLDS_S for the granularity); "fork-from-boot" runs
+    each in a fork of the booted state.  Both give the same runs, in the same order.  With
+    jobs > 1, that many worker processes forked from the booted state split the search,
+    each with a runner of its own; with a cluster (.cluster), its Ray actors do, each
+    booting the variant itself.  Either way the report is the one a single search gives
+    (only the times and the runner's counts differ).
 
     por: how the reduction chooses (REDUCTIONS); by default dpor in one search, sleep-sets
     in a split one.  footprints: "page" or "coarse" (ftrace_core.explore.footprints).
@@ -147,6 +153,8 @@ def explore_variant(scenario: Scenario, variant: str, *, max_preemptions: int | 
     besides, invariants.verdict_key)."""
     if runner not in RUNNERS:
         raise ValueError(f"unknown runner {runner!r}: expected one of {', '.join(RUNNERS)}")
+    if threshold_s is None:
+        threshold_s = THRESHOLDS_S.get(granularity, DEFAULT_THRESHOLD_S)
     split = cluster is not None or jobs > 1
     if por is None:
         por = "sleep-sets" if split else "dpor"
