@@ -665,7 +665,7 @@ def explore(
         if on is not None:
             on.close()
     how = f"{por} reduction" if reduction else "plain enumeration"
-    _print_explored(scenario, scn, reports, granularity, quantum, patching, max_preemptions, how, as_json)
+    _print_explored(scenario, scn, reports, granularity, quantum, patching, max_preemptions, how, as_json, jobs)
 
 
 def _explore_all(one, variants: list[str], at_once: int, console: Console, quiet: bool) -> list:
@@ -697,11 +697,11 @@ def _explore_all(one, variants: list[str], at_once: int, console: Console, quiet
 
 
 def _print_explored(scenario: str, scn, reports: list, granularity: str, quantum: int, patching: str,
-                    max_preemptions: Optional[int], how: str, as_json: bool) -> None:
+                    max_preemptions: Optional[int], how: str, as_json: bool, jobs: int = 1) -> None:
     result = {"variants": {r.variant: r.to_json() for r in reports}, "patching": patching}
     by_name = {r.variant: r for r in reports}
     if len(reports) > 1:
-        result["cross_replay"] = _cross(scn, by_name, granularity, quantum, patching)
+        result["cross_replay"] = _cross(scn, by_name, granularity, quantum, patching, jobs)
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -891,22 +891,26 @@ def rmmod(
     _on_mount(mountpoint, {"op": "rmmod", "name": name, "cpu": cpu})
 
 
-def _cross(scn, reports: dict, granularity: str, quantum: int, patching: str) -> dict:
+def _cross(scn, reports: dict, granularity: str, quantum: int, patching: str, jobs: int = 1) -> dict:
     """Every failing schedule of each variant, replayed on the others; with naive patching,
-    also on the same kernel with breakpoints."""
-    from .explore import cross_replay
+    also on the same kernel with breakpoints.  With jobs > 1, that many replays of a
+    variant's schedules on another go side by side."""
+    from .explore import cross_replay, map_forked
 
-    out = {}
+    tasks = []  # (name, source variant, where to replay, patching there)
     for src, report in reports.items():
         if not report.failing_schedules:
             continue
-        for dst in reports:
-            if dst != src:
-                out[f"{src}_on_{dst}"] = cross_replay(scn, report.failing_schedules, dst, granularity, quantum,
-                                                      patching)
+        tasks += [(f"{src}_on_{dst}", src, dst, patching) for dst in reports if dst != src]
         if patching == "naive":
-            out[f"{src}_with_breakpoints"] = cross_replay(scn, report.failing_schedules, src, granularity, quantum)
-    return out
+            tasks.append((f"{src}_with_breakpoints", src, src, "breakpoints"))
+
+    def replay(task: tuple) -> dict:
+        _, src, dst, how = task
+        return cross_replay(scn, reports[src].failing_schedules, dst, granularity, quantum, how)
+
+    results = map_forked(replay, tasks, jobs) if jobs > 1 and len(tasks) > 1 else [replay(t) for t in tasks]
+    return {task[0]: result for task, result in zip(tasks, results)}
 
 
 def main(argv: list[str] | None = None) -> int:

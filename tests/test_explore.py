@@ -309,3 +309,20 @@ def test_map_forked_passes_each_childs_progress_to_the_parent_as_it_runs():
         mine = [v for i, v in seen if i == index]
         assert [v[1] for v in mine] == list(range(n))  # every message, in order, none lost
         assert len({v[2] for v in mine}) == 1 and mine[0][2] != os.getpid()  # from its own child
+
+
+def test_the_cli_replays_each_variants_failing_schedules_on_the_others_side_by_side():
+    """explore's cross-replay (cli._cross): with --jobs 2 the replays of one variant's failing
+    schedules on each other variant go side by side, with the result one process gives."""
+    from ftrace_core.cli import _cross
+    from ftrace_core.explore import VariantReport
+
+    shortest = "0@lock:ftrace_lock#1 1@lock:module_mutex#2 0@ftrace_arch_code_modify_prepare#1 1 0"
+    reports = {v: VariantReport(v) for v in ("legacy", "seed", "fixed")}
+    reports["legacy"].failing_schedules = [shortest, "1@ftrace_module_init 0@ftrace_arch_code_modify_prepare "
+                                                     "1@complete_formation 0 1"]
+    one = _cross(RACE, reports, "coarse", 1000, "breakpoints", jobs=1)
+    assert _cross(RACE, reports, "coarse", 1000, "breakpoints", jobs=2) == one
+    assert set(one) == {"legacy_on_seed", "legacy_on_fixed"}
+    assert one["legacy_on_seed"]["failing"] == one["legacy_on_seed"]["replayed"] == 2
+    assert one["legacy_on_fixed"]["failing"] == 0 and one["legacy_on_fixed"]["clean"] == 2
