@@ -238,7 +238,7 @@ class Dpor:
             through = 0  # steps ordered before j through another step: not in a race with j
             for k in ej.after:
                 through |= path[k].hb & ~(1 << k)
-            for i in sorted(ej.after):
+            for i in reversed(ej.after):  # earliest first
                 if through >> i & 1:
                     continue
                 ei = path[i]
