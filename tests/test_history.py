@@ -111,12 +111,13 @@ def test_history_command_exits_1_when_a_verdict_disagrees(capsys, monkeypatch):
 @pytest.mark.slow_explore
 def test_every_schedule_of_every_bug_on_every_variant_agrees_with_the_trees():
     """The history table over every schedule (coarse granularity, no preemption bound), each
-    failing schedule replayed on every variant."""
+    failing schedule replayed on every variant.  (DPOR runs one schedule per class of
+    equivalent ones: 81 on the race's fixed kernels, the fewest.)"""
     verdicts = explore_history(jobs=2)
     for verdict in verdicts:
         assert verdict.disagreements() == [], verdict.bug.name
         for v in VARIANTS:
-            assert verdict.reports[v].complete and verdict.reports[v].schedules > 100
+            assert verdict.reports[v].complete and verdict.reports[v].schedules > 50, (v, verdict.reports[v].schedules)
     race, shutdown = verdicts
     assert [v for v in VARIANTS if race.failing(v)] == ["legacy", "seed"]
     assert [v for v in VARIANTS if shutdown.failing(v)] == ["seed", "fixed"]

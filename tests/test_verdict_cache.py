@@ -312,4 +312,5 @@ def test_the_cache_changes_no_run_of_a_whole_exploration():
     """Every schedule of the race on legacy (a minute): failing runs hit the cache too.  Some
     final states carry different verdicts (a call lost or not): the digest alone would not do."""
     runs, hits, failing_hits = _same_runs_with_and_without("prefix", None, None)
-    assert failing_hits > 100
+    failing = sum(1 for run in runs if run[3] and run[3][1])
+    assert failing > 40 and failing_hits > failing / 2, (failing, failing_hits)
